@@ -1,0 +1,215 @@
+"""The `waypost` command: serve, migrate, and set up organizations, users and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy as sa
+import typer
+
+from waypost.auth.permissions import EnvRole, OrgRole
+from waypost.auth.service import UnknownError, create_token, revoke_token
+from waypost.crypto import SecretKeyError
+from waypost.db import Database, DatabaseUrlError, migrate
+from waypost.organizations import service as organizations
+from waypost.organizations.tables import organizations as organizations_table
+from waypost.settings import Settings
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    help="Waypost: a self-hosted, Redox-compatible Platform API for destinations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+orgs_cli = typer.Typer(help="Organizations.", no_args_is_help=True)
+users_cli = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+cli.add_typer(orgs_cli, name="orgs")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"waypost: error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
+    """Migrates, runs `work` on a database connection, and turns failures into one line."""
+    settings = Settings()
+    url = settings.resolved_database_url()
+    try:
+        migrate(url)
+
+        async def run() -> T:
+            db = Database(url, pool_size=2)
+            try:
+                return await work(db)
+            finally:
+                await db.close()
+
+        return asyncio.run(run())
+    except (UnknownError, organizations.DuplicateError, DatabaseUrlError, SecretKeyError) as exc:
+        raise fail(str(exc)) from None
+    except sa.exc.OperationalError as exc:
+        raise fail(f"cannot reach the database: {exc.orig}") from None
+
+
+def show(data: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(data) if as_json else text)
+
+
+@cli.command("migrate")
+def migrate_cmd() -> None:
+    """Bring the database schema up to date."""
+    with_database(_noop)
+    typer.echo("database is up to date")
+
+
+async def _noop(_db: Database) -> None:
+    return None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log each request line.")] = True,
+) -> None:
+    """Migrate, then serve the API."""
+    import uvicorn
+
+    from waypost.app import secret_box
+
+    settings = Settings()
+    try:
+        secret_box(settings)  # fail now, with one line, rather than in every worker
+    except (ValueError, SecretKeyError) as exc:
+        raise fail(str(exc)) from None
+    with_database(_noop)
+    uvicorn.run(
+        "waypost.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
+@cli.command()
+def bootstrap(
+    owner_email: Annotated[str, typer.Option(help="Email of the first owner.")] = "owner@localhost",
+    base_url: Annotated[str, typer.Option(help="Shown in the example.")] = "http://127.0.0.1:8000",
+) -> None:
+    """On an empty database, create a default organization and print a token."""
+
+    async def work(db: Database) -> dict[str, Any] | None:
+        async with db.read() as conn:
+            existing = await conn.scalar(sa.select(sa.func.count()).select_from(organizations_table))
+        if existing:
+            return None
+        return await organizations.create_organization(db, "Default", owner_email)
+
+    created = with_database(work)
+    if created is None:
+        typer.echo("Waypost already has an organization; `waypost tokens create` issues a token.")
+        return
+    dev = created["environments"][0]
+    typer.echo(
+        f"Created organization {created['organization']['id']} with Development, Staging and "
+        f"Production, and owner {created['user']['email']}.\n"
+        f"API token (shown once): {created['token']}\n\nTry:\n"
+        f"  curl -s -X POST {base_url}/platform/v1/environments/{dev['id']}/destinations \\\n"
+        f"    -H 'Authorization: Bearer {created['token']}' "
+        f"-H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"name\": \"My receiver\", \"endpoint\": \"https://example.org/redox\"}}'\n"
+    )
+
+
+@orgs_cli.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    owner_email: Annotated[str, typer.Option(help="Email of the owner.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an organization, its three environments, an owner and a token."""
+    if not name.strip() or not owner_email.strip():
+        raise fail("--name and --owner-email must not be empty")
+    created = with_database(
+        lambda db: organizations.create_organization(db, name.strip(), owner_email)
+    )
+    data = {k: created[k] for k in ("organization", "environments", "user", "token", "tokenId")}
+    envs = "\n".join(f"  {e['environmentFlag']:<12} {e['id']}" for e in created["environments"])
+    show(data, as_json,
+         f"organization {created['organization']['id']} ({name})\n{envs}\n"
+         f"owner {created['user']['email']} ({created['user']['id']})\n"
+         f"token (shown once): {created['token']}")
+
+
+def _parse_roles(roles: list[str]) -> dict[str, EnvRole]:
+    parsed: dict[str, EnvRole] = {}
+    for item in roles:
+        env_id, sep, role = item.partition("=")
+        if not sep or role not in EnvRole.__members__.values():
+            raise fail(f"--role takes ENV_ID=engineer|support|viewer, not {item!r}")
+        if env_id in parsed:
+            raise fail(f"--role names environment {env_id} twice; a user has one role there")
+        parsed[env_id] = EnvRole(role)
+    return parsed
+
+
+@users_cli.command("create")
+def users_create(
+    org: Annotated[int, typer.Option(help="Organization id.")],
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    org_role: Annotated[OrgRole, typer.Option(help="Organization role.")] = OrgRole.MEMBER,
+    role: Annotated[
+        list[str] | None, typer.Option(help="ENV_ID=engineer|support|viewer; repeatable.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a user with roles, and a token for them."""
+    if "@" not in email:
+        raise fail(f"--email must be an email address, not {email!r}")
+    env_roles = _parse_roles(role or [])
+    new = with_database(
+        lambda db: organizations.create_user(db, org, email, org_role, env_roles)
+    )
+    show({"user": new.user, "token": new.token, "tokenId": new.token_id}, as_json,
+         f"user {new.user['email']} ({new.user['id']})\ntoken (shown once): {new.token}")
+
+
+@tokens_cli.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Option(help="User id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new API token for a user."""
+    token_id, token = with_database(lambda db: create_token(db, user))
+    show({"tokenId": token_id, "token": token}, as_json,
+         f"token {token_id}\ntoken (shown once): {token}")
+
+
+@tokens_cli.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+    """Revoke a token; it stops working on the next request."""
+    with_database(lambda db: revoke_token(db, token_id))
+    typer.echo(f"token {token_id} revoked")
+
+
+def main() -> None:
+    cli(prog_name="waypost")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""HTTP for destinations: parse, call one service function, wrap in the envelope."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from waypost.auth.principals import CurrentPrincipal, Db
+from waypost.crypto import SecretBox
+from waypost.destinations import service
+from waypost.destinations.schemas import (
+    DestinationCreate,
+    DestinationEnvelope,
+    DestinationsEnvelope,
+    DestinationUpdate,
+    MessageEnvelope,
+)
+from waypost.http import envelope, error_responses
+
+router = APIRouter(prefix="/platform/v1", tags=["destinations"])
+
+
+def _box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+@router.post(
+    "/environments/{environmentId}/destinations",
+    status_code=201,
+    response_model=DestinationEnvelope,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+    summary="Create a destination",
+)
+async def create_destination(
+    environmentId: str,  # noqa: N803 - Redox's parameter name
+    body: DestinationCreate,
+    principal: CurrentPrincipal,
+    db: Db,
+    request: Request,
+) -> Response:
+    destination = await service.create(db, _box(request), principal, environmentId, body)
+    return envelope({"destination": destination}, status=201)
+
+
+@router.get(
+    "/environments/{environmentId}/destinations",
+    response_model=DestinationsEnvelope,
+    responses=error_responses(401, 404, 422),
+    summary="List destinations, in creation order",
+)
+async def list_destinations(
+    environmentId: str,  # noqa: N803
+    principal: CurrentPrincipal,
+    db: Db,
+    request: Request,
+    count: Annotated[int, Query(alias="_count", ge=1, le=service.MAX_PAGE)] = service.MAX_PAGE,
+    cursor: Annotated[str | None, Query(alias="_cursor", max_length=64)] = None,
+) -> Response:
+    page, next_cursor = await service.list_page(db, principal, environmentId, count, cursor)
+    links = None
+    if next_cursor is not None:
+        links = {"next": str(request.url.include_query_params(_cursor=next_cursor))}
+    return envelope({"destinations": page}, links=links)
+
+
+@router.get(
+    "/destinations/{destinationId}",
+    response_model=DestinationEnvelope,
+    responses=error_responses(401, 404),
+    summary="Get a destination",
+)
+async def get_destination(
+    destinationId: str,  # noqa: N803
+    principal: CurrentPrincipal,
+    db: Db,
+) -> Response:
+    return envelope({"destination": await service.get(db, principal, destinationId)})
+
+
+@router.patch(
+    "/destinations/{destinationId}",
+    response_model=DestinationEnvelope,
+    responses=error_responses(400, 401, 403, 404, 413, 422),
+    summary="Update a destination (partial)",
+)
+async def update_destination(
+    destinationId: str,  # noqa: N803
+    body: DestinationUpdate,
+    principal: CurrentPrincipal,
+    db: Db,
+    request: Request,
+) -> Response:
+    destination = await service.update(db, _box(request), principal, destinationId, body)
+    return envelope({"destination": destination})
+
+
+@router.delete(
+    "/destinations/{destinationId}",
+    response_model=MessageEnvelope,
+    responses=error_responses(401, 403, 404),
+    summary="Delete a destination (cannot be undone)",
+)
+async def delete_destination(
+    destinationId: str,  # noqa: N803
+    principal: CurrentPrincipal,
+    db: Db,
+) -> Response:
+    return envelope({"message": await service.delete(db, principal, destinationId)})

@@ -1,0 +1,184 @@
+"""Wire schemas with Redox's field names. Format rules live here; rules that need the
+environment (HTTPS outside Development, one type per destination) live in the service."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from waypost.http import Meta
+from waypost.organizations.service import EnvironmentFlag
+
+MAX_ENDPOINT_LENGTH = 2048
+_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Visible ASCII only: the token travels in an HTTP header on every request.
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
+
+
+class WireModel(BaseModel):
+    # A typo in a field name must fail loudly rather than be dropped.
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
+    )
+
+
+def _name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 255:
+        raise ValueError("must be 1 to 255 characters after trimming spaces")
+    return value
+
+
+def _endpoint(value: str) -> str:
+    if len(value) > MAX_ENDPOINT_LENGTH:
+        raise ValueError(f"must be at most {MAX_ENDPOINT_LENGTH} characters")
+    if any(c.isspace() for c in value):
+        raise ValueError("must not contain spaces")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials; attach an auth credential instead")
+    return value
+
+
+def _verification_token(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError("must be 1 to 512 visible ASCII characters (no spaces)")
+    return value
+
+
+def _storage_account(value: str) -> str:
+    if not _STORAGE_ACCOUNT.match(value):
+        raise ValueError("must be 3 to 24 lowercase letters and digits")
+    return value
+
+
+def _container(value: str) -> str:
+    if not _CONTAINER.match(value):
+        raise ValueError(
+            "must be 3 to 63 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _file_name_prefix(value: str) -> str:
+    if len(value) > 512:
+        raise ValueError("must be at most 512 characters")
+    if value.startswith("/"):
+        raise ValueError("must not start with '/'")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in value):
+        raise ValueError("must not contain control characters or backslashes")
+    segments = value.split("/")
+    # The last segment is the start of a file name and may be empty ("exports/").
+    if any(s in ("", ".", "..") for s in segments[:-1]) or segments[-1] in (".", ".."):
+        raise ValueError("must not contain empty, '.' or '..' path segments")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+VerificationToken = Annotated[str, AfterValidator(_verification_token)]
+
+
+class EnvironmentRef(WireModel):
+    id: str | None = None
+    environment_flag: EnvironmentFlag | None = None
+
+
+class StorageSettings(WireModel):
+    storage_account_name: Annotated[str, AfterValidator(_storage_account)]
+    container_name: Annotated[str, AfterValidator(_container)]
+    file_name_prefix: Annotated[str, AfterValidator(_file_name_prefix)] | None = None
+
+
+class CloudProviderSettings(WireModel):
+    type_id: Literal["azure"]
+    product_id: Literal["databricks"]
+    settings: StorageSettings
+
+
+class SetupState(WireModel):
+    step: Annotated[str, StringConstraints(max_length=255)]
+    # A draft copy of the destination, kept as the client sent it.
+    destination: dict[str, Any] | None = None
+
+
+class DestinationCreate(WireModel):
+    id: UUID | None = None
+    name: Name
+    auth_credential: UUID | None = None
+    endpoint: Endpoint | None = None
+    environment: EnvironmentRef | None = None
+    cloud_provider_settings: CloudProviderSettings | None = None
+    setup_state: SetupState | None = None
+    verification_token: VerificationToken | None = Field(
+        default=None, description="Write-only. Sent as the `verification-token` header."
+    )
+
+
+class DestinationUpdate(WireModel):
+    """Partial: a field that is absent keeps its value; null clears it (not `name`)."""
+
+    name: Name | None = None
+    auth_credential: UUID | None = None
+    endpoint: Endpoint | None = None
+    verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
+
+
+class EnvironmentOut(BaseModel):
+    id: str
+    environmentFlag: EnvironmentFlag
+
+
+class DestinationOut(BaseModel):
+    id: str
+    name: str
+    authCredential: str | None
+    endpoint: str | None
+    environment: EnvironmentOut
+    cloudProviderSettings: dict[str, Any] | None
+    setupState: dict[str, Any] | None
+    verified: bool
+    verificationMethod: Literal["GET", "POST"] | None
+    hasVerificationToken: bool
+    createdAt: str
+    updatedAt: str
+
+
+class DestinationPayload(BaseModel):
+    destination: DestinationOut
+
+
+class DestinationEnvelope(BaseModel):
+    meta: Meta
+    payload: DestinationPayload
+
+
+class DestinationsPayload(BaseModel):
+    destinations: list[DestinationOut]
+
+
+class DestinationsEnvelope(BaseModel):
+    meta: Meta
+    payload: DestinationsPayload
+
+
+class MessagePayload(BaseModel):
+    message: str
+
+
+class MessageEnvelope(BaseModel):
+    meta: Meta
+    payload: MessagePayload

@@ -1,0 +1,252 @@
+"""Destination rules: who may do what, what is valid, and what changes together."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
+from waypost.auth.principals import Principal
+from waypost.crypto import SecretBox
+from waypost.db import Database, is_unique_violation, new_id, now
+from waypost.destinations.schemas import DestinationCreate, DestinationUpdate
+from waypost.destinations.tables import destinations
+from waypost.http import Conflict, Invalid
+from waypost.organizations.service import EnvironmentFlag
+from waypost.organizations.tables import environment_roles, environments
+
+MAX_PAGE = 1000
+_WHAT = "destination"
+
+
+def _caller_role(principal: Principal) -> Any:
+    return (
+        sa.select(environment_roles.c.role)
+        .where(
+            environment_roles.c.environment_id == environments.c.id,
+            environment_roles.c.user_id == principal.user_id,
+        )
+        .scalar_subquery()
+    )
+
+
+async def _environment_access(
+    conn: AsyncConnection, principal: Principal, environment_id: str, action: Action
+) -> str:
+    """Checks the caller's role in the environment and returns its flag."""
+    row = (
+        await conn.execute(
+            sa.select(environments.c.flag, _caller_role(principal).label("role")).where(
+                environments.c.id == environment_id,
+                environments.c.organization_id == principal.organization_id,
+            )
+        )
+    ).first()
+    require_environment_role(row.role if row else None, action, what=_WHAT)
+    assert row is not None
+    return str(row.flag)
+
+
+def _destination_query(principal: Principal) -> sa.Select[Any]:
+    return (
+        sa.select(destinations, environments.c.flag, _caller_role(principal).label("role"))
+        .join(environments, environments.c.id == destinations.c.environment_id)
+        .where(environments.c.organization_id == principal.organization_id)
+    )
+
+
+async def _destination_access(
+    conn: AsyncConnection, principal: Principal, destination_id: str, action: Action
+) -> Any:
+    query = _destination_query(principal).where(destinations.c.id == destination_id)
+    if action is Action.WRITE:
+        query = query.with_for_update(of=destinations)
+    row = (await conn.execute(query)).first()
+    require_environment_role(row.role if row else None, action, what=_WHAT)
+    return row
+
+
+def view(row: Mapping[str, Any], flag: str) -> dict[str, Any]:
+    """The destination as the API shows it; the verification token stays inside."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "authCredential": row["auth_credential_id"],
+        "endpoint": row["endpoint"],
+        "environment": {"id": row["environment_id"], "environmentFlag": flag},
+        "cloudProviderSettings": row["cloud_provider_settings"],
+        "setupState": row["setup_state"],
+        "verified": bool(row["verified"]),
+        "verificationMethod": row["verification_method"],
+        "hasVerificationToken": row["verification_token"] is not None,
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+    }
+
+
+def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
+    if endpoint is None or flag == EnvironmentFlag.DEVELOPMENT:
+        return
+    if urlsplit(endpoint).scheme != "https":
+        raise Invalid("endpoint", f"must use https:// in a {flag} environment")
+
+
+def _check_auth_credential(credential_id: object) -> None:
+    # Auth credentials arrive with their own feature; until then none exists to attach.
+    if credential_id is not None:
+        raise Invalid("authCredential", "no auth credential with this id in this environment")
+
+
+def _seal_token(box: SecretBox, destination_id: str, token: str | None) -> str | None:
+    if token is None:
+        return None
+    return box.encrypt(token, f"destination:{destination_id}:verificationToken")
+
+
+async def create(
+    db: Database,
+    box: SecretBox,
+    principal: Principal,
+    environment_id: str,
+    body: DestinationCreate,
+) -> dict[str, Any]:
+    if body.endpoint is not None and body.cloud_provider_settings is not None:
+        raise Invalid(
+            "cloudProviderSettings",
+            "a destination is either a URL (endpoint) or cloud storage, not both",
+        )
+    destination_id = str(body.id) if body.id else new_id()
+    created = now()
+    async with db.write() as conn:
+        flag = await _environment_access(conn, principal, environment_id, Action.WRITE)
+        if body.environment is not None:
+            if body.environment.id is not None and body.environment.id != environment_id:
+                raise Invalid("environment.id", "must equal the environment id in the path")
+            flag_given = body.environment.environment_flag
+            if flag_given is not None and flag_given != flag:
+                raise Invalid("environment.environmentFlag", f"this environment is {flag}")
+        _check_endpoint_scheme(body.endpoint, flag)
+        _check_auth_credential(body.auth_credential)
+        values = {
+            "id": destination_id,
+            "environment_id": environment_id,
+            "name": body.name,
+            "endpoint": body.endpoint,
+            "cloud_provider_settings": body.cloud_provider_settings.model_dump(
+                by_alias=True, exclude_none=True
+            ) if body.cloud_provider_settings else None,
+            "setup_state": body.setup_state.model_dump(by_alias=True, exclude_unset=True)
+            if body.setup_state else None,
+            "auth_credential_id": None,
+            "verification_token": _seal_token(box, destination_id, body.verification_token),
+            "verification_method": None,
+            "verified": False,
+            "created_at": created,
+            "updated_at": created,
+        }
+        try:
+            await conn.execute(destinations.insert().values(**values))
+        except sa.exc.IntegrityError as exc:
+            if is_unique_violation(exc):
+                raise Conflict(f"A destination with id {destination_id} already exists.") from exc
+            raise
+    return view(values, flag)
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        seq = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Invalid("_cursor", "is not a cursor this API handed out") from None
+    return seq
+
+
+async def list_page(
+    db: Database,
+    principal: Principal,
+    environment_id: str,
+    count: int,
+    cursor: str | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page in creation order, and the cursor of the next page if there is one."""
+    after = decode_cursor(cursor) if cursor is not None else 0
+    async with db.read() as conn:
+        flag = await _environment_access(conn, principal, environment_id, Action.READ)
+        rows = (
+            await conn.execute(
+                sa.select(destinations)
+                .where(destinations.c.environment_id == environment_id, destinations.c.seq > after)
+                .order_by(destinations.c.seq)
+                .limit(count + 1)
+            )
+        ).all()
+    page = rows[:count]
+    next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
+    return [view(r._mapping, flag) for r in page], next_cursor
+
+
+async def get(db: Database, principal: Principal, destination_id: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        row = await _destination_access(conn, principal, destination_id, Action.READ)
+    return view(row._mapping, row.flag)
+
+
+async def update(
+    db: Database,
+    box: SecretBox,
+    principal: Principal,
+    destination_id: str,
+    body: DestinationUpdate,
+) -> dict[str, Any]:
+    given = body.model_fields_set
+    if "name" in given and body.name is None:
+        raise Invalid("name", "must not be null")
+    async with db.write() as conn:
+        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
+        changes: dict[str, Any] = {}
+        if "name" in given:
+            changes["name"] = body.name
+        if "auth_credential" in given:
+            _check_auth_credential(body.auth_credential)
+            changes["auth_credential_id"] = None
+        if "endpoint" in given:
+            if row.cloud_provider_settings is not None:
+                raise Invalid(
+                    "endpoint", "this is a cloud destination; its type cannot change to a URL"
+                )
+            _check_endpoint_scheme(body.endpoint, row.flag)
+            changes["endpoint"] = body.endpoint
+        if "verification_token" in given:
+            changes["verification_token"] = _seal_token(box, row.id, body.verification_token)
+        # A new address or secret has not been proven; the receiver must be verified again.
+        if {"endpoint", "verification_token"} & given:
+            changes["verified"] = False
+        if changes:
+            changes["updated_at"] = now()
+            await conn.execute(
+                destinations.update().where(destinations.c.seq == row.seq).values(**changes)
+            )
+    return view({**row._mapping, **changes}, row.flag)
+
+
+async def delete(db: Database, principal: Principal, destination_id: str) -> str:
+    async with db.write() as conn:
+        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
+        if row.flag == EnvironmentFlag.PRODUCTION:
+            require_org_role(
+                principal.org_role,
+                {OrgRole.OWNER, OrgRole.ADMIN},
+                doing="Deleting a Production destination",
+            )
+        await conn.execute(destinations.delete().where(destinations.c.seq == row.seq))
+    return f"Destination {destination_id} was deleted and no longer exists in its environment."

@@ -1,0 +1,29 @@
+import sqlalchemy as sa
+
+from waypost.db import metadata
+
+destinations = sa.Table(
+    "destinations",
+    metadata,
+    # Creation order, for listing and cursors; `id` is the public identifier.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column(
+        "environment_id",
+        sa.String(36),
+        sa.ForeignKey("environments.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("endpoint", sa.String(2048), nullable=True),
+    sa.Column("cloud_provider_settings", sa.JSON, nullable=True),
+    sa.Column("setup_state", sa.JSON, nullable=True),
+    sa.Column("auth_credential_id", sa.String(36), nullable=True),
+    # AES-GCM ciphertext (waypost.crypto); the plaintext is never stored.
+    sa.Column("verification_token", sa.Text, nullable=True),
+    sa.Column("verification_method", sa.String(8), nullable=True),
+    sa.Column("verified", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("updated_at", sa.String(32), nullable=False),
+)

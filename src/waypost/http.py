@@ -1,0 +1,230 @@
+"""The wire: Redox's envelope, RFC 9457 problem details and the body-size limit."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("waypost.http")
+
+API_VERSION = "1.0.0"
+MAX_BODY_BYTES = 1024 * 1024
+PROBLEM_JSON = "application/problem+json"
+
+
+def envelope(payload: dict[str, Any], *, status: int = 200, links: dict[str, str] | None = None
+             ) -> Response:
+    meta: dict[str, Any] = {"version": API_VERSION}
+    if links:
+        meta["links"] = links
+    return Response(
+        orjson.dumps({"meta": meta, "payload": payload}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+class Meta(BaseModel):
+    version: str
+    links: dict[str, str] | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """Raised anywhere below a router; becomes a problem+json response."""
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(ProblemError):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class Unauthorized(ProblemError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ProblemError):
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFound(ProblemError):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class Conflict(ProblemError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class Invalid(ProblemError):
+    """A rule was broken; `errors` names each field."""
+
+    status, title, slug = 422, "Unprocessable Content", "validation"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", errors=[(field, message)])
+
+
+def problem_response(
+    status: int,
+    title: str,
+    slug: str,
+    detail: str,
+    errors: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:waypost:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = [{"field": f, "message": m} for f, m in errors]
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON,
+                    headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation_message(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "is required"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem_response(400, "Bad Request", "malformed-json",
+                                "The request body is not valid JSON.")
+    if any(e["type"] == "model_attributes_type" or e["loc"] == ("body",) for e in errors):
+        detail_errors = [("body", "must be a JSON object")]
+        return problem_response(422, "Unprocessable Content", "validation",
+                                "body: must be a JSON object", detail_errors)
+    fields = [(_field_name(tuple(e["loc"])), _validation_message(e)) for e in errors]
+    detail = "; ".join(f"{f}: {m}" for f, m in fields)
+    return problem_response(422, "Unprocessable Content", "validation", detail, fields)
+
+
+async def _on_problem(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.status, exc.title, exc.slug, exc.detail, exc.errors, exc.headers)
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}
+    title = titles.get(exc.status_code, "Error")
+    detail = "No such route." if exc.status_code == 404 else str(exc.detail)
+    return problem_response(exc.status_code, title, "http", detail, headers=exc.headers)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> Response:
+    # The trace goes to the log, never to the client.
+    log.error("unhandled error", exc_info=exc)
+    return problem_response(500, "Internal Server Error", "internal",
+                            "An unexpected error occurred; it has been logged.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+_TOO_LARGE = f"The request body is larger than the {MAX_BODY_BYTES // 1024} KiB limit."
+
+
+class BodySizeLimit:
+    """Refuses bodies over MAX_BODY_BYTES with 413: by Content-Length before reading,
+    or by counting a streamed body as it arrives."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                response = problem_response(413, "Content Too Large", "too-large", _TOO_LARGE)
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY_BYTES:
+                    # FastAPI passes HTTPException through body parsing; the handler
+                    # below renders it as problem+json.
+                    raise StarletteHTTPException(413, _TOO_LARGE)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (for example, a body that is not JSON).",
+    401: "Missing or invalid bearer token.",
+    403: "Your role may read but not change this resource.",
+    404: "Not found, or not visible to you.",
+    409: "Conflicts with the current state.",
+    413: "Request body too large.",
+    422: "A field breaks a rule; `errors` names each field.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for a route's errors; create_app points them at the Problem schema."""
+    return {s: {"description": ERROR_DESCRIPTIONS[s], "model": Problem} for s in statuses}

@@ -1,0 +1,48 @@
+"""HTTP for organizations: the environments a caller may see."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from waypost.auth.principals import CurrentPrincipal, Db
+from waypost.http import Meta, envelope, error_responses
+from waypost.organizations import service
+
+router = APIRouter(prefix="/platform/v1", tags=["environments"])
+
+
+class OrganizationRef(BaseModel):
+    id: int
+
+
+class EnvironmentOut(BaseModel):
+    id: str
+    name: str
+    environmentFlag: service.EnvironmentFlag
+    organization: OrganizationRef
+
+
+class EnvironmentsPayload(BaseModel):
+    environments: list[EnvironmentOut]
+
+
+class EnvironmentsEnvelope(BaseModel):
+    meta: Meta
+    payload: EnvironmentsPayload
+
+
+@router.get(
+    "/organizations/{organizationId}/environments",
+    response_model=EnvironmentsEnvelope,
+    responses=error_responses(401, 404),
+    summary="List the environments where you hold a role",
+)
+async def list_environments(
+    organizationId: str,  # noqa: N803 - Redox's parameter name
+    principal: CurrentPrincipal,
+    db: Db,
+) -> Response:
+    environments = await service.list_environments(db, principal, organizationId)
+    return envelope({"environments": environments})

@@ -1,0 +1,25 @@
+"""WAYPOST_* settings, read from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WAYPOST_", extra="ignore")
+
+    # Where the embedded database and the generated secret key live.
+    data_dir: Path = Path("var")
+    # Plain URLs: sqlite:///path/to.db or postgresql://user@host:port/db.
+    # Empty means the embedded SQLite file under data_dir.
+    database_url: str = ""
+    # Comma-separated base64 keys (32 bytes each). The first encrypts, all decrypt.
+    secret_key: str = ""
+    # Connections per process for PostgreSQL; sized for the concurrency one process serves.
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'waypost.db'}"
