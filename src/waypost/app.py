@@ -41,7 +41,9 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
-        title="Waypost Platform API", version=__version__, routes=app.routes,
+        title="Waypost Platform API",
+        version=__version__,
+        routes=app.routes,
         description="A self-hosted, Redox-compatible Platform API for destinations.",
     )
     problem = {"$ref": "#/components/schemas/Problem"}
@@ -52,8 +54,10 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = {PROBLEM_JSON: {"schema": problem}}
             # Any route can fail unexpectedly; clients should know the shape.
-            responses.setdefault("500", {"description": "Unexpected error",
-                                         "content": {PROBLEM_JSON: {"schema": problem}}})
+            responses.setdefault(
+                "500",
+                {"description": "Unexpected error", "content": {PROBLEM_JSON: {"schema": problem}}},
+            )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
@@ -88,15 +92,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness; checks the database",
-             responses={503: {"description": "Database unreachable"}})
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Readiness; checks the database",
+        responses={503: {"description": "Database unreachable"}},
+    )
     async def ready() -> Response:
         try:
             await app.state.db.ping()
         except Exception as exc:  # any failure to reach the database means "not ready"
             log.warning("readiness check failed: %s", type(exc).__name__)
-            return problem_response(503, "Service Unavailable", "not-ready",
-                                    "The database is not reachable.")
+            return problem_response(
+                503, "Service Unavailable", "not-ready", "The database is not reachable."
+            )
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]

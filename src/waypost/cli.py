@@ -115,7 +115,9 @@ def bootstrap(
 
     async def work(db: Database) -> dict[str, Any] | None:
         async with db.read() as conn:
-            existing = await conn.scalar(sa.select(sa.func.count()).select_from(organizations_table))
+            existing = await conn.scalar(
+                sa.select(sa.func.count()).select_from(organizations_table)
+            )
         if existing:
             return None
         return await organizations.create_organization(db, "Default", owner_email)
@@ -132,7 +134,7 @@ def bootstrap(
         f"  curl -s -X POST {base_url}/platform/v1/environments/{dev['id']}/destinations \\\n"
         f"    -H 'Authorization: Bearer {created['token']}' "
         f"-H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"name\": \"My receiver\", \"endpoint\": \"https://example.org/redox\"}}'\n"
+        f'    -d \'{{"name": "My receiver", "endpoint": "https://example.org/redox"}}\'\n'
     )
 
 
@@ -150,10 +152,13 @@ def orgs_create(
     )
     data = {k: created[k] for k in ("organization", "environments", "user", "token", "tokenId")}
     envs = "\n".join(f"  {e['environmentFlag']:<12} {e['id']}" for e in created["environments"])
-    show(data, as_json,
-         f"organization {created['organization']['id']} ({name})\n{envs}\n"
-         f"owner {created['user']['email']} ({created['user']['id']})\n"
-         f"token (shown once): {created['token']}")
+    show(
+        data,
+        as_json,
+        f"organization {created['organization']['id']} ({name})\n{envs}\n"
+        f"owner {created['user']['email']} ({created['user']['id']})\n"
+        f"token (shown once): {created['token']}",
+    )
 
 
 def _parse_roles(roles: list[str]) -> dict[str, EnvRole]:
@@ -182,11 +187,12 @@ def users_create(
     if "@" not in email:
         raise fail(f"--email must be an email address, not {email!r}")
     env_roles = _parse_roles(role or [])
-    new = with_database(
-        lambda db: organizations.create_user(db, org, email, org_role, env_roles)
+    new = with_database(lambda db: organizations.create_user(db, org, email, org_role, env_roles))
+    show(
+        {"user": new.user, "token": new.token, "tokenId": new.token_id},
+        as_json,
+        f"user {new.user['email']} ({new.user['id']})\ntoken (shown once): {new.token}",
     )
-    show({"user": new.user, "token": new.token, "tokenId": new.token_id}, as_json,
-         f"user {new.user['email']} ({new.user['id']})\ntoken (shown once): {new.token}")
 
 
 @tokens_cli.command("create")
@@ -196,8 +202,11 @@ def tokens_create(
 ) -> None:
     """Issue a new API token for a user."""
     token_id, token = with_database(lambda db: create_token(db, user))
-    show({"tokenId": token_id, "token": token}, as_json,
-         f"token {token_id}\ntoken (shown once): {token}")
+    show(
+        {"tokenId": token_id, "token": token},
+        as_json,
+        f"token {token_id}\ntoken (shown once): {token}",
+    )
 
 
 @tokens_cli.command("revoke")

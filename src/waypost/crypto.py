@@ -52,9 +52,7 @@ class SecretBox:
     def encrypt(self, plaintext: str, context: str) -> str:
         """`context` binds the ciphertext to its row, so it cannot be moved to another."""
         nonce = os.urandom(12)
-        sealed = self._by_id[self._primary_id].encrypt(
-            nonce, plaintext.encode(), context.encode()
-        )
+        sealed = self._by_id[self._primary_id].encrypt(nonce, plaintext.encode(), context.encode())
         blob = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{_PREFIX}:{self._primary_id}:{blob}"
 

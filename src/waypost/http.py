@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -20,8 +21,9 @@ MAX_BODY_BYTES = 1024 * 1024
 PROBLEM_JSON = "application/problem+json"
 
 
-def envelope(payload: dict[str, Any], *, status: int = 200, links: dict[str, str] | None = None
-             ) -> Response:
+def envelope(
+    payload: dict[str, Any], *, status: int = 200, links: dict[str, str] | None = None
+) -> Response:
     meta: dict[str, Any] = {"version": API_VERSION}
     if links:
         meta["links"] = links
@@ -110,7 +112,7 @@ def problem_response(
     slug: str,
     detail: str,
     errors: list[tuple[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
         "type": f"urn:waypost:problem:{slug}",
@@ -120,8 +122,9 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = [{"field": f, "message": m} for f, m in errors]
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON,
-                    headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -141,12 +144,14 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(e["type"] == "json_invalid" for e in errors):
-        return problem_response(400, "Bad Request", "malformed-json",
-                                "The request body is not valid JSON.")
+        return problem_response(
+            400, "Bad Request", "malformed-json", "The request body is not valid JSON."
+        )
     if any(e["type"] == "model_attributes_type" or e["loc"] == ("body",) for e in errors):
         detail_errors = [("body", "must be a JSON object")]
-        return problem_response(422, "Unprocessable Content", "validation",
-                                "body: must be a JSON object", detail_errors)
+        return problem_response(
+            422, "Unprocessable Content", "validation", "body: must be a JSON object", detail_errors
+        )
     fields = [(_field_name(tuple(e["loc"])), _validation_message(e)) for e in errors]
     detail = "; ".join(f"{f}: {m}" for f, m in fields)
     return problem_response(422, "Unprocessable Content", "validation", detail, fields)
@@ -168,8 +173,12 @@ async def _on_http_error(_request: Request, exc: Exception) -> Response:
 async def _on_unexpected(_request: Request, exc: Exception) -> Response:
     # The trace goes to the log, never to the client.
     log.error("unhandled error", exc_info=exc)
-    return problem_response(500, "Internal Server Error", "internal",
-                            "An unexpected error occurred; it has been logged.")
+    return problem_response(
+        500,
+        "Internal Server Error",
+        "internal",
+        "An unexpected error occurred; it has been logged.",
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

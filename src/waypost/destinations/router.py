@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from waypost.auth.principals import CurrentPrincipal, Db
@@ -21,6 +21,10 @@ from waypost.http import envelope, error_responses
 
 router = APIRouter(prefix="/platform/v1", tags=["destinations"])
 
+# Redox's path parameter names, snake_case inside.
+EnvironmentId = Annotated[str, Path(alias="environmentId")]
+DestinationId = Annotated[str, Path(alias="destinationId")]
+
 
 def _box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
@@ -35,13 +39,13 @@ def _box(request: Request) -> SecretBox:
     summary="Create a destination",
 )
 async def create_destination(
-    environmentId: str,  # noqa: N803 - Redox's parameter name
+    environment_id: EnvironmentId,
     body: DestinationCreate,
     principal: CurrentPrincipal,
     db: Db,
     request: Request,
 ) -> Response:
-    destination = await service.create(db, _box(request), principal, environmentId, body)
+    destination = await service.create(db, _box(request), principal, environment_id, body)
     return envelope({"destination": destination}, status=201)
 
 
@@ -52,14 +56,14 @@ async def create_destination(
     summary="List destinations, in creation order",
 )
 async def list_destinations(
-    environmentId: str,  # noqa: N803
+    environment_id: EnvironmentId,
     principal: CurrentPrincipal,
     db: Db,
     request: Request,
     count: Annotated[int, Query(alias="_count", ge=1, le=service.MAX_PAGE)] = service.MAX_PAGE,
-    cursor: Annotated[str | None, Query(alias="_cursor", max_length=64)] = None,
+    cursor: Annotated[str | None, Query(alias="_cursor")] = None,
 ) -> Response:
-    page, next_cursor = await service.list_page(db, principal, environmentId, count, cursor)
+    page, next_cursor = await service.list_page(db, principal, environment_id, count, cursor)
     links = None
     if next_cursor is not None:
         links = {"next": str(request.url.include_query_params(_cursor=next_cursor))}
@@ -73,11 +77,11 @@ async def list_destinations(
     summary="Get a destination",
 )
 async def get_destination(
-    destinationId: str,  # noqa: N803
+    destination_id: DestinationId,
     principal: CurrentPrincipal,
     db: Db,
 ) -> Response:
-    return envelope({"destination": await service.get(db, principal, destinationId)})
+    return envelope({"destination": await service.get(db, principal, destination_id)})
 
 
 @router.patch(
@@ -87,13 +91,13 @@ async def get_destination(
     summary="Update a destination (partial)",
 )
 async def update_destination(
-    destinationId: str,  # noqa: N803
+    destination_id: DestinationId,
     body: DestinationUpdate,
     principal: CurrentPrincipal,
     db: Db,
     request: Request,
 ) -> Response:
-    destination = await service.update(db, _box(request), principal, destinationId, body)
+    destination = await service.update(db, _box(request), principal, destination_id, body)
     return envelope({"destination": destination})
 
 
@@ -104,8 +108,8 @@ async def update_destination(
     summary="Delete a destination (cannot be undone)",
 )
 async def delete_destination(
-    destinationId: str,  # noqa: N803
+    destination_id: DestinationId,
     principal: CurrentPrincipal,
     db: Db,
 ) -> Response:
-    return envelope({"message": await service.delete(db, principal, destinationId)})
+    return envelope({"message": await service.delete(db, principal, destination_id)})

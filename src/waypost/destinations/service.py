@@ -72,7 +72,7 @@ async def _destination_access(
     return row
 
 
-def view(row: Mapping[str, Any], flag: str) -> dict[str, Any]:
+def view(row: Mapping[Any, Any], flag: str) -> dict[str, Any]:
     """The destination as the API shows it; the verification token stays inside."""
     return {
         "id": row["id"],
@@ -140,9 +140,12 @@ async def create(
             "endpoint": body.endpoint,
             "cloud_provider_settings": body.cloud_provider_settings.model_dump(
                 by_alias=True, exclude_none=True
-            ) if body.cloud_provider_settings else None,
+            )
+            if body.cloud_provider_settings
+            else None,
             "setup_state": body.setup_state.model_dump(by_alias=True, exclude_unset=True)
-            if body.setup_state else None,
+            if body.setup_state
+            else None,
             "auth_credential_id": None,
             "verification_token": _seal_token(box, destination_id, body.verification_token),
             "verification_method": None,

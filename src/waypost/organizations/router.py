@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -40,9 +42,9 @@ class EnvironmentsEnvelope(BaseModel):
     summary="List the environments where you hold a role",
 )
 async def list_environments(
-    organizationId: str,  # noqa: N803 - Redox's parameter name
+    organization_id: Annotated[str, Path(alias="organizationId")],
     principal: CurrentPrincipal,
     db: Db,
 ) -> Response:
-    environments = await service.list_environments(db, principal, organizationId)
+    environments = await service.list_environments(db, principal, organization_id)
     return envelope({"environments": environments})

@@ -54,8 +54,13 @@ async def create_organization(db: Database, name: str, owner_email: str) -> dict
             )
         ).scalar_one()
         envs = [
-            {"id": new_id(), "organization_id": org_id, "name": flag.value, "flag": flag.value,
-             "created_at": created}
+            {
+                "id": new_id(),
+                "organization_id": org_id,
+                "name": flag.value,
+                "flag": flag.value,
+                "created_at": created,
+            }
             for flag in EnvironmentFlag
         ]
         await conn.execute(environments.insert(), envs)
@@ -63,14 +68,20 @@ async def create_organization(db: Database, name: str, owner_email: str) -> dict
         email = owner_email.strip().lower()
         await conn.execute(
             users.insert().values(
-                id=user_id, organization_id=org_id, email=email, fullname=email,
-                org_role=OrgRole.OWNER, created_at=created,
+                id=user_id,
+                organization_id=org_id,
+                email=email,
+                fullname=email,
+                org_role=OrgRole.OWNER,
+                created_at=created,
             )
         )
         await conn.execute(
             environment_roles.insert(),
-            [{"environment_id": e["id"], "user_id": user_id, "role": EnvRole.ENGINEER}
-             for e in envs],
+            [
+                {"environment_id": e["id"], "user_id": user_id, "role": EnvRole.ENGINEER}
+                for e in envs
+            ],
         )
         token_id, token = await issue_token(conn, user_id)
     return {
@@ -118,8 +129,12 @@ async def create_user(
         try:
             await conn.execute(
                 users.insert().values(
-                    id=user_id, organization_id=organization_id, email=email, fullname=email,
-                    org_role=org_role, created_at=now(),
+                    id=user_id,
+                    organization_id=organization_id,
+                    email=email,
+                    fullname=email,
+                    org_role=org_role,
+                    created_at=now(),
                 )
             )
         except sa.exc.IntegrityError as exc:
@@ -131,8 +146,10 @@ async def create_user(
         if env_roles:
             await conn.execute(
                 environment_roles.insert(),
-                [{"environment_id": env_id, "user_id": user_id, "role": role}
-                 for env_id, role in env_roles.items()],
+                [
+                    {"environment_id": env_id, "user_id": user_id, "role": role}
+                    for env_id, role in env_roles.items()
+                ],
             )
         token_id, token = await issue_token(conn, user_id)
     user = {
@@ -153,7 +170,9 @@ async def list_environments(
         raise NotFound("No organization with this id is visible to you.")
     query = (
         sa.select(
-            environments.c.id, environments.c.name, environments.c.flag,
+            environments.c.id,
+            environments.c.name,
+            environments.c.flag,
             environments.c.organization_id,
         )
         .join(environment_roles, environment_roles.c.environment_id == environments.c.id)
@@ -162,8 +181,9 @@ async def list_environments(
             environments.c.organization_id == principal.organization_id,
         )
         .order_by(
-            sa.case({flag.value: i for i, flag in enumerate(EnvironmentFlag)},
-                    value=environments.c.flag),
+            sa.case(
+                {flag.value: i for i, flag in enumerate(EnvironmentFlag)}, value=environments.c.flag
+            ),
             environments.c.created_at,
         )
     )

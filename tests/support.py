@@ -1,0 +1,231 @@
+"""Test support: real databases and a real server, started once per backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+
+from waypost.app import create_app
+from waypost.auth.permissions import EnvRole, OrgRole
+from waypost.crypto import new_secret_key
+from waypost.db import Database, migrate
+from waypost.organizations import service as organizations
+from waypost.settings import Settings
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _postgres_reachable(url: str) -> bool:
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1),
+        connect_args={"connect_timeout": 3},
+    )
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+class PrivateCluster:
+    """A throwaway PostgreSQL cluster, for machines with the binaries but no server."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        found = shutil.which("initdb")
+        initdb = str(bins[-1]) if bins else found
+        if initdb is None:
+            raise FileNotFoundError("initdb")
+        self.bin = Path(initdb).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="waypost-pg-"))
+        self.port = free_port()
+        self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            f"{self.dir}/data",
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            f"{self.dir}/data",
+            "-l",
+            f"{self.dir}/log",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-w",
+            "start",
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as_postgres, *args], check=True, capture_output=True)
+
+    def stop(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", f"{self.dir}/data", "-m", "fast", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def find_postgres() -> tuple[str | None, PrivateCluster | None, str]:
+    """(server URL, cluster to stop afterwards, how it was found or why not)."""
+    explicit = os.environ.get("WAYPOST_TEST_POSTGRES_URL")
+    if explicit:
+        return explicit, None, "WAYPOST_TEST_POSTGRES_URL"
+    if _postgres_reachable(DEFAULT_POSTGRES):
+        return DEFAULT_POSTGRES, None, "127.0.0.1:5432"
+    try:
+        cluster = PrivateCluster()
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        return None, None, f"no server on 127.0.0.1:5432 and no private cluster ({exc})"
+    return cluster.url, cluster, "a private throwaway cluster"
+
+
+@contextmanager
+def scratch_postgres_database(server_url: str) -> Iterator[str]:
+    """A new database per test run, so runs never see each other's rows."""
+    name = f"waypost_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(
+        server_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Server:
+    """A running Waypost on loopback, with helpers to set up organizations and users."""
+
+    backend: str
+    settings: Settings
+    base_url: str
+    _thread: threading.Thread
+    _server: uvicorn.Server
+    data_dir: Path
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def run(self, coro: Any) -> Any:
+        """Runs service code against the same database, from the test's thread."""
+
+        async def with_db() -> Any:
+            db = Database(self.settings.resolved_database_url(), pool_size=2)
+            try:
+                return await coro(db)
+            finally:
+                await db.close()
+
+        return self._loop.run_until_complete(with_db())
+
+    def new_org(self, name: str = "Acme") -> Org:
+        created = self.run(
+            lambda db: organizations.create_organization(db, name, f"owner-{uuid.uuid4()}@x.test")
+        )
+        envs = {e["environmentFlag"]: e["id"] for e in created["environments"]}
+        return Org(
+            self, created["organization"]["id"], envs, created["user"]["id"], created["token"]
+        )
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+@dataclass
+class Org:
+    server: Server
+    id: int
+    envs: dict[str, str]  # environmentFlag -> environment id
+    owner_id: str
+    owner_token: str
+
+    @property
+    def dev(self) -> str:
+        return self.envs["Development"]
+
+    @property
+    def staging(self) -> str:
+        return self.envs["Staging"]
+
+    @property
+    def prod(self) -> str:
+        return self.envs["Production"]
+
+    def user(self, org_role: str = "member", **roles_by_flag: str) -> str:
+        """A new user with the given roles (e.g. Development="viewer"); returns a token."""
+        env_roles = {self.envs[flag]: EnvRole(role) for flag, role in roles_by_flag.items()}
+        new = self.server.run(
+            lambda db: organizations.create_user(
+                db, self.id, f"user-{uuid.uuid4()}@x.test", OrgRole(org_role), env_roles
+            )
+        )
+        token: str = new.token
+        return token
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return self.server.client(token or self.owner_token)
+
+
+def start_server(backend: str, database_url: str, data_dir: Path) -> Server:
+    settings = Settings(
+        database_url=database_url, data_dir=data_dir, secret_key=new_secret_key(), db_pool_size=5
+    )
+    migrate(settings.resolved_database_url())
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the {backend} test server did not start")
+        time.sleep(0.02)
+    return Server(backend, settings, f"http://127.0.0.1:{port}", thread, server, data_dir)
