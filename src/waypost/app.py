@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
@@ -22,6 +22,7 @@ from waypost.http import (
     problem_response,
 )
 from waypost.organizations.router import router as organizations_router
+from waypost.runtime import Runtime, runtime
 from waypost.settings import Settings
 
 log = logging.getLogger("waypost")
@@ -71,18 +72,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+        db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+        app.state.runtime = Runtime(db=db, secret_box=box)
         try:
             yield
         finally:
-            await app.state.db.close()
+            await db.close()
 
     app = FastAPI(
         title="Waypost Platform API",
         version=__version__,
         lifespan=lifespan,
     )
-    app.state.secret_box = box
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(destinations_router)
@@ -98,9 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Readiness; checks the database",
         responses={503: {"description": "Database unreachable"}},
     )
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
         try:
-            await app.state.db.ping()
+            await runtime(request).db.ping()
         except Exception as exc:  # any failure to reach the database means "not ready"
             log.warning("readiness check failed: %s", type(exc).__name__)
             return problem_response(

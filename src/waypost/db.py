@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,15 +27,16 @@ class DatabaseUrlError(ValueError):
     pass
 
 
-def driver_url(plain: str, *, asynchronous: bool) -> sa.URL:
-    """Maps a plain sqlite:// or postgresql:// URL onto the driver Waypost uses."""
+def driver_url(plain: str) -> sa.URL:
+    """Maps a plain sqlite:// or postgresql:// URL onto the driver Waypost uses: the
+    standard library's sqlite3, and psycopg 3 (one driver, sync and async)."""
     try:
         url = make_url(plain)
     except sa.exc.ArgumentError as exc:
         raise DatabaseUrlError(f"WAYPOST_DATABASE_URL is not a URL: {plain!r}") from exc
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return url.set(drivername="sqlite+aiosqlite" if asynchronous else "sqlite")
+        return url.set(drivername="sqlite")
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+psycopg")
     raise DatabaseUrlError(
@@ -67,43 +68,133 @@ def _sqlite_connection_setup(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         # A write takes the lock up front: a deferred transaction that upgrades later
-        # fails with SQLITE_BUSY instead of waiting.
-        write = conn.get_execution_options().get("waypost_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # fails with SQLITE_BUSY instead of waiting. A read runs each statement in its
+        # own implicit transaction: nothing to roll back, and two round trips saved.
+        if conn.get_execution_options().get("waypost_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Connection:
+    """What services use inside a transaction: `execute` and `scalar`, awaited.
+
+    Two implementations, chosen by the engine: PostgreSQL runs them on an async driver;
+    SQLite runs them inline (see `_InlineConnection`).
+    """
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
+        raise NotImplementedError
+
+    async def scalar(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+Result = sa.CursorResult[Any]
+
+
+class _AsyncConnection(Connection):
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
+        return await self._conn.execute(statement, parameters)
+
+    async def scalar(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Any:
+        return await self._conn.scalar(statement, parameters)
+
+
+class _InlineConnection(Connection):
+    """SQLite on the event loop itself. A local SQLite statement takes microseconds, far
+    less than handing it to a thread and back, which is what an async SQLite driver does.
+    Within one process the loop then serializes transactions, so writers never wait on
+    each other. The price is one rule: never await real I/O inside a transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
+        return self._conn.execute(statement, parameters)
+
+    async def scalar(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Any:
+        return self._conn.scalar(statement, parameters)
+
+
+class _SqliteReads:
+    """Reads share one connection per process, in autocommit: each statement is its own
+    implicit transaction, so there is no checkout, BEGIN or COMMIT on the hot path."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn: sa.Connection | None = None
+
+    async def __aenter__(self) -> Connection:
+        if self._conn is None or self._conn.invalidated:
+            self._conn = self._engine.connect()
+        return _InlineConnection(self._conn)
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._conn is not None
+        self._conn.rollback()  # ends SQLAlchemy's bookkeeping; SQLite has nothing open
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class Database:
-    """The async engine plus the two ways in: a read and a write transaction."""
+    """The engine plus the two ways in: a read and a write transaction."""
 
     def __init__(self, plain_url: str, *, pool_size: int = 20) -> None:
-        self.url = driver_url(plain_url, asynchronous=True)
-        self.dialect = self.url.get_backend_name()
+        url = driver_url(plain_url)
+        self.dialect = url.get_backend_name()
+        self._sync_engine: sa.Engine | None = None
+        self._async_engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            self.engine: AsyncEngine = create_async_engine(self.url, pool_size=pool_size)
-            _sqlite_connection_setup(self.engine.sync_engine)
+            self._sync_engine = sa.create_engine(url, pool_size=pool_size)
+            _sqlite_connection_setup(self._sync_engine)
+            self._sqlite_reads = _SqliteReads(self._sync_engine)
         else:
-            self.engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            self._async_engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+    async def _transaction(self, write: bool) -> AsyncIterator[Connection]:
+        if self._sync_engine is not None:
+            with self._sync_engine.connect() as sync_conn:
+                sync_conn.execution_options(waypost_write=write)
+                with sync_conn.begin():
+                    yield _InlineConnection(sync_conn)
+            return
+        assert self._async_engine is not None
+        async with self._async_engine.connect() as conn, conn.begin():
+            yield _AsyncConnection(conn)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            await conn.execution_options(waypost_write=True)
-            async with conn.begin():
-                yield conn
+    def read(self) -> AbstractAsyncContextManager[Connection]:
+        if self._sync_engine is not None:
+            return self._sqlite_reads
+        return self._transaction(write=False)
+
+    def write(self) -> AbstractAsyncContextManager[Connection]:
+        return self._transaction(write=True)
 
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sqlite_reads.close()
+            self._sync_engine.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
 
 def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
@@ -116,7 +207,7 @@ def migrate(plain_url: str) -> None:
     from alembic import command
     from alembic.config import Config
 
-    url = driver_url(plain_url, asynchronous=False)
+    url = driver_url(plain_url)
     if url.get_backend_name() == "sqlite" and url.database:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     config = Config()

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from waypost.auth.tables import api_tokens
 from waypost.crypto import hash_api_token
-from waypost.db import Database
 from waypost.http import Unauthorized
 from waypost.organizations.tables import users
+from waypost.runtime import runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +23,6 @@ class Principal:
     org_role: str
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API token from `waypost tokens create`.")
-
 _principal_query = (
     sa.select(users.c.id, users.c.organization_id, users.c.org_role)
     .select_from(api_tokens.join(users, users.c.id == api_tokens.c.user_id))
@@ -33,28 +31,24 @@ _principal_query = (
 )
 
 
-def database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
+class BearerAuth(HTTPBearer):
+    """The security scheme in OpenAPI and the check itself, in one dependency: every
+    request looks its token up again, so a revoked token fails on the next request."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
+        async with runtime(request).db.read() as conn:
+            row = (
+                await conn.execute(_principal_query, {"token_hash": hash_api_token(token.strip())})
+            ).first()
+        if row is None:
+            raise Unauthorized("The bearer token is unknown or revoked.")
+        return Principal(user_id=row.id, organization_id=row.organization_id, org_role=row.org_role)
 
 
-async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None:
-        raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
-    db = database(request)
-    async with db.read() as conn:
-        row = (
-            await conn.execute(
-                _principal_query, {"token_hash": hash_api_token(credentials.credentials)}
-            )
-        ).first()
-    if row is None:
-        raise Unauthorized("The bearer token is unknown or revoked.")
-    return Principal(user_id=row.id, organization_id=row.organization_id, org_role=row.org_role)
-
-
-CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
-Db = Annotated[Database, Depends(database)]
+CurrentPrincipal = Annotated[
+    Principal,
+    Depends(BearerAuth(description="An API token from `waypost tokens create`.")),
+]

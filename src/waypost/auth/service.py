@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waypost.auth.tables import api_tokens
 from waypost.crypto import hash_api_token, new_api_token
-from waypost.db import Database, new_id, now
+from waypost.db import Connection, Database, new_id, now
 from waypost.organizations.tables import users
 
 
@@ -15,7 +14,7 @@ class UnknownError(LookupError):
     """An id given on the command line names nothing."""
 
 
-async def issue_token(conn: AsyncConnection, user_id: str) -> tuple[str, str]:
+async def issue_token(conn: Connection, user_id: str) -> tuple[str, str]:
     """Returns (token id, token). The token itself is never stored."""
     token = new_api_token()
     token_id = new_id()

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from waypost.auth.principals import CurrentPrincipal, Db
-from waypost.crypto import SecretBox
+from waypost.auth.principals import CurrentPrincipal
 from waypost.destinations import service
 from waypost.destinations.schemas import (
     DestinationCreate,
@@ -18,17 +17,13 @@ from waypost.destinations.schemas import (
     MessageEnvelope,
 )
 from waypost.http import envelope, error_responses
+from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["destinations"])
 
 # Redox's path parameter names, snake_case inside.
 EnvironmentId = Annotated[str, Path(alias="environmentId")]
 DestinationId = Annotated[str, Path(alias="destinationId")]
-
-
-def _box(request: Request) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
 
 
 @router.post(
@@ -42,10 +37,9 @@ async def create_destination(
     environment_id: EnvironmentId,
     body: DestinationCreate,
     principal: CurrentPrincipal,
-    db: Db,
     request: Request,
 ) -> Response:
-    destination = await service.create(db, _box(request), principal, environment_id, body)
+    destination = await service.create(runtime(request), principal, environment_id, body)
     return envelope({"destination": destination}, status=201)
 
 
@@ -58,12 +52,13 @@ async def create_destination(
 async def list_destinations(
     environment_id: EnvironmentId,
     principal: CurrentPrincipal,
-    db: Db,
     request: Request,
     count: Annotated[int, Query(alias="_count", ge=1, le=service.MAX_PAGE)] = service.MAX_PAGE,
     cursor: Annotated[str | None, Query(alias="_cursor")] = None,
 ) -> Response:
-    page, next_cursor = await service.list_page(db, principal, environment_id, count, cursor)
+    page, next_cursor = await service.list_page(
+        runtime(request), principal, environment_id, count, cursor
+    )
     links = None
     if next_cursor is not None:
         links = {"next": str(request.url.include_query_params(_cursor=next_cursor))}
@@ -79,9 +74,9 @@ async def list_destinations(
 async def get_destination(
     destination_id: DestinationId,
     principal: CurrentPrincipal,
-    db: Db,
+    request: Request,
 ) -> Response:
-    return envelope({"destination": await service.get(db, principal, destination_id)})
+    return envelope({"destination": await service.get(runtime(request), principal, destination_id)})
 
 
 @router.patch(
@@ -94,10 +89,9 @@ async def update_destination(
     destination_id: DestinationId,
     body: DestinationUpdate,
     principal: CurrentPrincipal,
-    db: Db,
     request: Request,
 ) -> Response:
-    destination = await service.update(db, _box(request), principal, destination_id, body)
+    destination = await service.update(runtime(request), principal, destination_id, body)
     return envelope({"destination": destination})
 
 
@@ -110,6 +104,6 @@ async def update_destination(
 async def delete_destination(
     destination_id: DestinationId,
     principal: CurrentPrincipal,
-    db: Db,
+    request: Request,
 ) -> Response:
-    return envelope({"message": await service.delete(db, principal, destination_id)})
+    return envelope({"message": await service.delete(runtime(request), principal, destination_id)})

@@ -9,65 +9,70 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
-from waypost.crypto import SecretBox
-from waypost.db import Database, is_unique_violation, new_id, now
+from waypost.db import Connection, is_unique_violation, new_id, now
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate
 from waypost.destinations.tables import destinations
 from waypost.http import Conflict, Invalid
 from waypost.organizations.service import EnvironmentFlag
 from waypost.organizations.tables import environment_roles, environments
+from waypost.runtime import Runtime
 
 MAX_PAGE = 1000
 _WHAT = "destination"
 
 
-def _caller_role(principal: Principal) -> Any:
-    return (
-        sa.select(environment_roles.c.role)
-        .where(
-            environment_roles.c.environment_id == environments.c.id,
-            environment_roles.c.user_id == principal.user_id,
-        )
-        .scalar_subquery()
+# Statements are built once: SQLAlchemy then reuses their compiled form.
+_caller_role = (
+    sa.select(environment_roles.c.role)
+    .where(
+        environment_roles.c.environment_id == environments.c.id,
+        environment_roles.c.user_id == sa.bindparam("user_id"),
     )
+    .scalar_subquery()
+    .label("role")
+)
+_environment_by_id = sa.select(environments.c.flag, _caller_role).where(
+    environments.c.id == sa.bindparam("environment_id"),
+    environments.c.organization_id == sa.bindparam("organization_id"),
+)
+_destination_by_id = (
+    sa.select(destinations, environments.c.flag, _caller_role)
+    .join(environments, environments.c.id == destinations.c.environment_id)
+    .where(
+        destinations.c.id == sa.bindparam("destination_id"),
+        environments.c.organization_id == sa.bindparam("organization_id"),
+    )
+)
+_destination_by_id_for_update = _destination_by_id.with_for_update(of=destinations)
+# The SET clause comes from the parameters given, so one statement serves every update.
+_update_by_seq = destinations.update().where(destinations.c.seq == sa.bindparam("row_seq"))
+_delete_by_seq = destinations.delete().where(destinations.c.seq == sa.bindparam("row_seq"))
+
+
+def _caller(principal: Principal) -> dict[str, Any]:
+    return {"user_id": principal.user_id, "organization_id": principal.organization_id}
 
 
 async def _environment_access(
-    conn: AsyncConnection, principal: Principal, environment_id: str, action: Action
+    conn: Connection, principal: Principal, environment_id: str, action: Action
 ) -> str:
     """Checks the caller's role in the environment and returns its flag."""
-    row = (
-        await conn.execute(
-            sa.select(environments.c.flag, _caller_role(principal).label("role")).where(
-                environments.c.id == environment_id,
-                environments.c.organization_id == principal.organization_id,
-            )
-        )
-    ).first()
+    params = {**_caller(principal), "environment_id": environment_id}
+    row = (await conn.execute(_environment_by_id, params)).first()
     require_environment_role(row.role if row else None, action, what=_WHAT)
     assert row is not None
     return str(row.flag)
 
 
-def _destination_query(principal: Principal) -> sa.Select[Any]:
-    return (
-        sa.select(destinations, environments.c.flag, _caller_role(principal).label("role"))
-        .join(environments, environments.c.id == destinations.c.environment_id)
-        .where(environments.c.organization_id == principal.organization_id)
-    )
-
-
 async def _destination_access(
-    conn: AsyncConnection, principal: Principal, destination_id: str, action: Action
+    conn: Connection, principal: Principal, destination_id: str, action: Action
 ) -> Any:
-    query = _destination_query(principal).where(destinations.c.id == destination_id)
-    if action is Action.WRITE:
-        query = query.with_for_update(of=destinations)
-    row = (await conn.execute(query)).first()
+    query = _destination_by_id_for_update if action is Action.WRITE else _destination_by_id
+    params = {**_caller(principal), "destination_id": destination_id}
+    row = (await conn.execute(query, params)).first()
     require_environment_role(row.role if row else None, action, what=_WHAT)
     return row
 
@@ -103,15 +108,14 @@ def _check_auth_credential(credential_id: object) -> None:
         raise Invalid("authCredential", "no auth credential with this id in this environment")
 
 
-def _seal_token(box: SecretBox, destination_id: str, token: str | None) -> str | None:
+def _seal_token(rt: Runtime, destination_id: str, token: str | None) -> str | None:
     if token is None:
         return None
-    return box.encrypt(token, f"destination:{destination_id}:verificationToken")
+    return rt.secret_box.encrypt(token, f"destination:{destination_id}:verificationToken")
 
 
 async def create(
-    db: Database,
-    box: SecretBox,
+    rt: Runtime,
     principal: Principal,
     environment_id: str,
     body: DestinationCreate,
@@ -123,7 +127,7 @@ async def create(
         )
     destination_id = str(body.id) if body.id else new_id()
     created = now()
-    async with db.write() as conn:
+    async with rt.db.write() as conn:
         flag = await _environment_access(conn, principal, environment_id, Action.WRITE)
         if body.environment is not None:
             if body.environment.id is not None and body.environment.id != environment_id:
@@ -147,14 +151,16 @@ async def create(
             if body.setup_state
             else None,
             "auth_credential_id": None,
-            "verification_token": _seal_token(box, destination_id, body.verification_token),
+            "verification_token": _seal_token(
+                rt.secret_box, destination_id, body.verification_token
+            ),
             "verification_method": None,
             "verified": False,
             "created_at": created,
             "updated_at": created,
         }
         try:
-            await conn.execute(destinations.insert().values(**values))
+            await conn.execute(destinations.insert(), values)
         except sa.exc.IntegrityError as exc:
             if is_unique_violation(exc):
                 raise Conflict(f"A destination with id {destination_id} already exists.") from exc
@@ -175,7 +181,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 async def list_page(
-    db: Database,
+    rt: Runtime,
     principal: Principal,
     environment_id: str,
     count: int,
@@ -183,7 +189,7 @@ async def list_page(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page in creation order, and the cursor of the next page if there is one."""
     after = decode_cursor(cursor) if cursor is not None else 0
-    async with db.read() as conn:
+    async with rt.db.read() as conn:
         flag = await _environment_access(conn, principal, environment_id, Action.READ)
         rows = (
             await conn.execute(
@@ -198,15 +204,14 @@ async def list_page(
     return [view(r._mapping, flag) for r in page], next_cursor
 
 
-async def get(db: Database, principal: Principal, destination_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
+async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[str, Any]:
+    async with rt.db.read() as conn:
         row = await _destination_access(conn, principal, destination_id, Action.READ)
     return view(row._mapping, row.flag)
 
 
 async def update(
-    db: Database,
-    box: SecretBox,
+    rt: Runtime,
     principal: Principal,
     destination_id: str,
     body: DestinationUpdate,
@@ -214,7 +219,7 @@ async def update(
     given = body.model_fields_set
     if "name" in given and body.name is None:
         raise Invalid("name", "must not be null")
-    async with db.write() as conn:
+    async with rt.db.write() as conn:
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
         changes: dict[str, Any] = {}
         if "name" in given:
@@ -230,20 +235,20 @@ async def update(
             _check_endpoint_scheme(body.endpoint, row.flag)
             changes["endpoint"] = body.endpoint
         if "verification_token" in given:
-            changes["verification_token"] = _seal_token(box, row.id, body.verification_token)
+            changes["verification_token"] = _seal_token(
+                rt.secret_box, row.id, body.verification_token
+            )
         # A new address or secret has not been proven; the receiver must be verified again.
         if {"endpoint", "verification_token"} & given:
             changes["verified"] = False
         if changes:
             changes["updated_at"] = now()
-            await conn.execute(
-                destinations.update().where(destinations.c.seq == row.seq).values(**changes)
-            )
+            await conn.execute(_update_by_seq, {"row_seq": row.seq, **changes})
     return view({**row._mapping, **changes}, row.flag)
 
 
-async def delete(db: Database, principal: Principal, destination_id: str) -> str:
-    async with db.write() as conn:
+async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:
+    async with rt.db.write() as conn:
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
         if row.flag == EnvironmentFlag.PRODUCTION:
             require_org_role(
@@ -251,5 +256,5 @@ async def delete(db: Database, principal: Principal, destination_id: str) -> str
                 {OrgRole.OWNER, OrgRole.ADMIN},
                 doing="Deleting a Production destination",
             )
-        await conn.execute(destinations.delete().where(destinations.c.seq == row.seq))
+        await conn.execute(_delete_by_seq, {"row_seq": row.seq})
     return f"Destination {destination_id} was deleted and no longer exists in its environment."

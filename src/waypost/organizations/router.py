@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from waypost.auth.principals import CurrentPrincipal, Db
+from waypost.auth.principals import CurrentPrincipal
 from waypost.http import Meta, envelope, error_responses
 from waypost.organizations import service
+from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["environments"])
 
@@ -44,7 +45,7 @@ class EnvironmentsEnvelope(BaseModel):
 async def list_environments(
     organization_id: Annotated[str, Path(alias="organizationId")],
     principal: CurrentPrincipal,
-    db: Db,
+    request: Request,
 ) -> Response:
-    environments = await service.list_environments(db, principal, organization_id)
+    environments = await service.list_environments(runtime(request).db, principal, organization_id)
     return envelope({"environments": environments})
