@@ -151,9 +151,7 @@ async def create(
             if body.setup_state
             else None,
             "auth_credential_id": None,
-            "verification_token": _seal_token(
-                rt.secret_box, destination_id, body.verification_token
-            ),
+            "verification_token": _seal_token(rt, destination_id, body.verification_token),
             "verification_method": None,
             "verified": False,
             "created_at": created,
@@ -235,9 +233,7 @@ async def update(
             _check_endpoint_scheme(body.endpoint, row.flag)
             changes["endpoint"] = body.endpoint
         if "verification_token" in given:
-            changes["verification_token"] = _seal_token(
-                rt.secret_box, row.id, body.verification_token
-            )
+            changes["verification_token"] = _seal_token(rt, row.id, body.verification_token)
         # A new address or secret has not been proven; the receiver must be verified again.
         if {"endpoint", "verification_token"} & given:
             changes["verified"] = False
