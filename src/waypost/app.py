@@ -22,6 +22,7 @@ from waypost.http import (
     problem_response,
 )
 from waypost.organizations.router import router as organizations_router
+from waypost.outbound import OutboundClient, parse_allow_list
 from waypost.runtime import Runtime, runtime
 from waypost.settings import Settings
 
@@ -73,10 +74,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-        app.state.runtime = Runtime(db=db, secret_box=box)
+        allow = parse_allow_list(settings.outbound_allow)
+        if allow:
+            log.warning(
+                "outbound guard: WAYPOST_OUTBOUND_ALLOW lets requests reach %s; "
+                "unset it in production",
+                ", ".join(str(n) for n in allow),
+            )
+        outbound = OutboundClient(allow, settings.ca_bundle)
+        app.state.runtime = Runtime(settings=settings, db=db, secret_box=box, outbound=outbound)
         try:
             yield
         finally:
+            await outbound.close()
             await db.close()
 
     app = FastAPI(

@@ -105,6 +105,13 @@ class Invalid(ProblemError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", errors=[(field, message)])
 
+    @classmethod
+    def many(cls, errors: list[tuple[str, str]]) -> Invalid:
+        first = cls(*errors[0])
+        first.errors = errors
+        first.detail = "; ".join(f"{f}: {m}" for f, m in errors)
+        return first
+
 
 def problem_response(
     status: int,

@@ -1,4 +1,4 @@
-"""What a running app holds for its requests: the database and the secret box."""
+"""What a running app holds for its requests: settings, database, secrets, outbound HTTP."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from starlette.requests import Request
 
 from waypost.crypto import SecretBox
 from waypost.db import Database
+from waypost.outbound import OutboundClient
+from waypost.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    settings: Settings
     db: Database
     secret_box: SecretBox
+    outbound: OutboundClient
 
 
 def runtime(request: Request) -> Runtime:

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     secret_key: str = ""
     # Connections per process for PostgreSQL; sized for the concurrency one process serves.
     db_pool_size: int = Field(default=20, ge=1, le=500)
+    # Comma-separated CIDRs the outbound guard lets through (loopback, private ranges...).
+    outbound_allow: str = ""
+    # A PEM bundle of extra certificate authorities to trust for outbound TLS.
+    ca_bundle: Path | None = None
+    verify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'waypost.db'}"

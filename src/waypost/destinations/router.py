@@ -15,6 +15,7 @@ from waypost.destinations.schemas import (
     DestinationsEnvelope,
     DestinationUpdate,
     MessageEnvelope,
+    VerifyRequest,
 )
 from waypost.http import envelope, error_responses
 from waypost.runtime import runtime
@@ -107,3 +108,23 @@ async def delete_destination(
     request: Request,
 ) -> Response:
     return envelope({"message": await service.delete(runtime(request), principal, destination_id)})
+
+
+@router.post(
+    "/destinations/{destinationId}/verify",
+    response_model=DestinationEnvelope,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+    summary="Verify a destination with Redox's challenge handshake",
+    description="Saves the given fields, then sends the challenge. On failure the answer is "
+    "422 and `detail` says what went wrong; the destination keeps `verified: false`.",
+)
+async def verify_destination(
+    destination_id: DestinationId,
+    principal: CurrentPrincipal,
+    request: Request,
+    body: VerifyRequest | None = None,
+) -> Response:
+    destination = await service.verify(
+        runtime(request), principal, destination_id, body or VerifyRequest()
+    )
+    return envelope({"destination": destination})

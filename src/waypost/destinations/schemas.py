@@ -137,9 +137,26 @@ class DestinationUpdate(WireModel):
     verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
 
 
+class VerifyRequest(WireModel):
+    """Fields given here are saved before the handshake runs."""
+
+    endpoint: Endpoint | None = None
+    verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
+    verification_method: Literal["GET", "POST"] | None = Field(
+        default=None, description="How the challenge is sent; POST when never set."
+    )
+
+
 class EnvironmentOut(BaseModel):
     id: str
     environmentFlag: EnvironmentFlag
+
+
+class VerificationOut(BaseModel):
+    status: Literal["verified", "failed"]
+    checkedAt: str
+    method: Literal["GET", "POST"]
+    error: str | None = None
 
 
 class DestinationOut(BaseModel):
@@ -151,6 +168,7 @@ class DestinationOut(BaseModel):
     cloudProviderSettings: dict[str, Any] | None
     setupState: dict[str, Any] | None
     verified: bool
+    verification: VerificationOut | None
     verificationMethod: Literal["GET", "POST"] | None
     hasVerificationToken: bool
     createdAt: str

@@ -13,14 +13,22 @@ import sqlalchemy as sa
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
 from waypost.db import Connection, is_unique_violation, new_id, now
-from waypost.destinations.schemas import DestinationCreate, DestinationUpdate
+from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
+from waypost.destinations.verification import handshake
 from waypost.http import Conflict, Invalid
 from waypost.organizations.service import EnvironmentFlag
 from waypost.organizations.tables import environment_roles, environments
 from waypost.runtime import Runtime
 
 MAX_PAGE = 1000
+# An unproven receiver: after creation, and whenever its address or token changes.
+NOT_VERIFIED = {
+    "verified": False,
+    "verification_status": None,
+    "verification_checked_at": None,
+    "verification_error": None,
+}
 _WHAT = "destination"
 
 
@@ -49,6 +57,11 @@ _destination_by_id = (
 _destination_by_id_for_update = _destination_by_id.with_for_update(of=destinations)
 # The SET clause comes from the parameters given, so one statement serves every update.
 _update_by_seq = destinations.update().where(destinations.c.seq == sa.bindparam("row_seq"))
+_record_verification = destinations.update().where(
+    destinations.c.seq == sa.bindparam("row_seq"),
+    destinations.c.endpoint == sa.bindparam("checked_endpoint"),
+    destinations.c.verification_token == sa.bindparam("checked_token"),
+)
 _delete_by_seq = destinations.delete().where(destinations.c.seq == sa.bindparam("row_seq"))
 
 
@@ -88,11 +101,26 @@ def view(row: Mapping[Any, Any], flag: str) -> dict[str, Any]:
         "cloudProviderSettings": row["cloud_provider_settings"],
         "setupState": row["setup_state"],
         "verified": bool(row["verified"]),
+        "verification": _verification_view(row),
         "verificationMethod": row["verification_method"],
         "hasVerificationToken": row["verification_token"] is not None,
         "createdAt": row["created_at"],
         "updatedAt": row["updated_at"],
     }
+
+
+def _verification_view(row: Mapping[Any, Any]) -> dict[str, Any] | None:
+    status = row["verification_status"]
+    if status is None:
+        return None
+    shown = {
+        "status": status,
+        "checkedAt": row["verification_checked_at"],
+        "method": row["verification_method"],
+    }
+    if status == "failed":
+        shown["error"] = row["verification_error"]
+    return shown
 
 
 def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
@@ -108,10 +136,14 @@ def _check_auth_credential(credential_id: object) -> None:
         raise Invalid("authCredential", "no auth credential with this id in this environment")
 
 
+def _token_context(destination_id: str) -> str:
+    return f"destination:{destination_id}:verificationToken"
+
+
 def _seal_token(rt: Runtime, destination_id: str, token: str | None) -> str | None:
     if token is None:
         return None
-    return rt.secret_box.encrypt(token, f"destination:{destination_id}:verificationToken")
+    return rt.secret_box.encrypt(token, _token_context(destination_id))
 
 
 async def create(
@@ -153,7 +185,7 @@ async def create(
             "auth_credential_id": None,
             "verification_token": _seal_token(rt, destination_id, body.verification_token),
             "verification_method": None,
-            "verified": False,
+            **NOT_VERIFIED,
             "created_at": created,
             "updated_at": created,
         }
@@ -208,39 +240,115 @@ async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[st
     return view(row._mapping, row.flag)
 
 
+def _changes(rt: Runtime, row: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Column changes for the fields a PATCH or verify call gave (snake_case keys)."""
+    changes: dict[str, Any] = {}
+    if "name" in given:
+        if given["name"] is None:
+            raise Invalid("name", "must not be null")
+        changes["name"] = given["name"]
+    if "auth_credential" in given:
+        _check_auth_credential(given["auth_credential"])
+        changes["auth_credential_id"] = None
+    if "endpoint" in given:
+        if row.cloud_provider_settings is not None:
+            raise Invalid(
+                "endpoint", "this is a cloud destination; its type cannot change to a URL"
+            )
+        _check_endpoint_scheme(given["endpoint"], row.flag)
+        changes["endpoint"] = given["endpoint"]
+    if "verification_token" in given:
+        changes["verification_token"] = _seal_token(rt, row.id, given["verification_token"])
+    if "verification_method" in given:
+        changes["verification_method"] = given["verification_method"]
+    # A new address or secret has not been proven: the receiver must be verified again.
+    if changes.keys() & {"endpoint", "verification_token"}:
+        changes.update(NOT_VERIFIED)
+    return changes
+
+
+async def _save(conn: Connection, row: Any, changes: dict[str, Any]) -> Mapping[str, Any]:
+    """Writes the changes and returns the row as it now stands."""
+    if changes:
+        changes["updated_at"] = now()
+        await conn.execute(_update_by_seq, {"row_seq": row.seq, **changes})
+    return {**row._mapping, **changes}
+
+
+def _given(body: DestinationUpdate | VerifyRequest) -> dict[str, Any]:
+    return {name: getattr(body, name) for name in body.model_fields_set}
+
+
 async def update(
     rt: Runtime,
     principal: Principal,
     destination_id: str,
     body: DestinationUpdate,
 ) -> dict[str, Any]:
-    given = body.model_fields_set
-    if "name" in given and body.name is None:
-        raise Invalid("name", "must not be null")
     async with rt.db.write() as conn:
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        changes: dict[str, Any] = {}
-        if "name" in given:
-            changes["name"] = body.name
-        if "auth_credential" in given:
-            _check_auth_credential(body.auth_credential)
-            changes["auth_credential_id"] = None
-        if "endpoint" in given:
-            if row.cloud_provider_settings is not None:
-                raise Invalid(
-                    "endpoint", "this is a cloud destination; its type cannot change to a URL"
-                )
-            _check_endpoint_scheme(body.endpoint, row.flag)
-            changes["endpoint"] = body.endpoint
-        if "verification_token" in given:
-            changes["verification_token"] = _seal_token(rt, row.id, body.verification_token)
-        # A new address or secret has not been proven; the receiver must be verified again.
-        if {"endpoint", "verification_token"} & given:
-            changes["verified"] = False
-        if changes:
-            changes["updated_at"] = now()
-            await conn.execute(_update_by_seq, {"row_seq": row.seq, **changes})
-    return view({**row._mapping, **changes}, row.flag)
+        saved = await _save(conn, row, _changes(rt, row, _given(body)))
+    return view(saved, row.flag)
+
+
+async def verify(
+    rt: Runtime,
+    principal: Principal,
+    destination_id: str,
+    body: VerifyRequest,
+) -> dict[str, Any]:
+    """Saves the given fields, runs the challenge handshake, and records the outcome.
+
+    The handshake runs outside any transaction: a slow receiver must not hold the
+    database. The outcome is recorded only if endpoint and token are still the ones
+    that were checked.
+    """
+    async with rt.db.write() as conn:
+        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
+        if row.cloud_provider_settings is not None:
+            raise Invalid(
+                "cloudProviderSettings",
+                "cloud destinations are verified by cloud delivery, which is not available yet",
+            )
+        saved = await _save(conn, row, _changes(rt, row, _given(body)))
+    missing = [
+        (field, "is required to verify; set it on the destination or in this request")
+        for field, column in (("endpoint", "endpoint"), ("verificationToken", "verification_token"))
+        if saved[column] is None
+    ]
+    if missing:
+        raise Invalid.many(missing)
+    method = saved["verification_method"] or "POST"
+    token = rt.secret_box.decrypt(saved["verification_token"], _token_context(saved["id"]))
+    outcome = await handshake(
+        rt.outbound,
+        saved["endpoint"],
+        token,
+        method,
+        timeout_seconds=rt.settings.verify_timeout_seconds,
+    )
+    result = {
+        "verified": outcome.error is None,
+        "verification_status": "failed" if outcome.error else "verified",
+        "verification_checked_at": now(),
+        "verification_error": outcome.error.message if outcome.error else None,
+        "verification_method": method,
+    }
+    async with rt.db.write() as conn:
+        recorded = await conn.execute(
+            _record_verification,
+            {
+                "row_seq": row.seq,
+                "checked_endpoint": saved["endpoint"],
+                "checked_token": saved["verification_token"],
+                **result,
+            },
+        )
+    if recorded.rowcount == 0:
+        raise Conflict("The destination changed while it was being verified; verify again.")
+    if outcome.error is not None:
+        raise Invalid(outcome.error.field, outcome.error.message)
+    return view({**saved, **result}, row.flag)
 
 
 async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:

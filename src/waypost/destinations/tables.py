@@ -24,6 +24,10 @@ destinations = sa.Table(
     sa.Column("verification_token", sa.Text, nullable=True),
     sa.Column("verification_method", sa.String(8), nullable=True),
     sa.Column("verified", sa.Boolean, nullable=False, default=False),
+    # The last handshake: "verified" or "failed", when, and (on failure) why.
+    sa.Column("verification_status", sa.String(16), nullable=True),
+    sa.Column("verification_checked_at", sa.String(32), nullable=True),
+    sa.Column("verification_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
