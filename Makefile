@@ -24,8 +24,8 @@ serve: $(STAMP)
 	$(BIN)/waypost serve --host 127.0.0.1 --port 8000
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

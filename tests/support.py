@@ -211,10 +211,22 @@ class Org:
         return self.server.client(token or self.owner_token)
 
 
-def start_server(backend: str, database_url: str, data_dir: Path) -> Server:
-    settings = Settings(
-        database_url=database_url, data_dir=data_dir, secret_key=new_secret_key(), db_pool_size=5
-    )
+# Test receivers listen on loopback, so the shared test servers let loopback through.
+LOOPBACK = "127.0.0.0/8,::1/128"
+
+
+def start_server(backend: str, database_url: str, data_dir: Path, **overrides: Any) -> Server:
+    """`overrides` are Settings fields, e.g. outbound_allow="" or ca_bundle=path."""
+    fields: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "secret_key": new_secret_key(),
+        "db_pool_size": 5,
+        "outbound_allow": LOOPBACK,
+        "verify_timeout_seconds": 2.0,
+        **overrides,
+    }
+    settings = Settings(**fields)
     migrate(settings.resolved_database_url())
     port = free_port()
     config = uvicorn.Config(
