@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -95,6 +96,9 @@ def serve(
     except (ValueError, SecretKeyError) as exc:
         raise fail(str(exc)) from None
     with_database(_noop)
+    # Waypost's own logs go out the way uvicorn's do.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["waypost"] = {"handlers": ["default"], "level": "INFO"}
     uvicorn.run(
         "waypost.app:create_app",
         factory=True,
@@ -103,6 +107,7 @@ def serve(
         workers=workers,
         access_log=access_log,
         log_level="info",
+        log_config=log_config,
     )
 
 
