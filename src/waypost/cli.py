@@ -57,7 +57,13 @@ def with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
                 await db.close()
 
         return asyncio.run(run())
-    except (UnknownError, organizations.DuplicateError, DatabaseUrlError, SecretKeyError) as exc:
+    except (
+        UnknownError,
+        organizations.DuplicateError,
+        organizations.InvalidInput,
+        DatabaseUrlError,
+        SecretKeyError,
+    ) as exc:
         raise fail(str(exc)) from None
     except sa.exc.OperationalError as exc:
         raise fail(f"cannot reach the database: {exc.orig}") from None
@@ -150,11 +156,7 @@ def orgs_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an organization, its three environments, an owner and a token."""
-    if not name.strip() or not owner_email.strip():
-        raise fail("--name and --owner-email must not be empty")
-    created = with_database(
-        lambda db: organizations.create_organization(db, name.strip(), owner_email)
-    )
+    created = with_database(lambda db: organizations.create_organization(db, name, owner_email))
     data = {k: created[k] for k in ("organization", "environments", "user", "token", "tokenId")}
     envs = "\n".join(f"  {e['environmentFlag']:<12} {e['id']}" for e in created["environments"])
     show(
@@ -189,8 +191,6 @@ def users_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a user with roles, and a token for them."""
-    if "@" not in email:
-        raise fail(f"--email must be an email address, not {email!r}")
     env_roles = _parse_roles(role or [])
     new = with_database(lambda db: organizations.create_user(db, org, email, org_role, env_roles))
     show(

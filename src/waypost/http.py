@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("waypost.http")
@@ -169,8 +170,27 @@ async def _on_problem(_request: Request, exc: Exception) -> Response:
     return problem_response(exc.status, exc.title, exc.slug, exc.detail, exc.errors, exc.headers)
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    """Every method the path supports: Starlette keeps one route per method, so its own
+    405 names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        return problem_response(
+            405,
+            "Method Not Allowed",
+            "http",
+            f"{request.method} is not supported here.",
+            headers={"Allow": _allowed_methods(request)},
+        )
     titles = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}
     title = titles.get(exc.status_code, "Error")
     detail = "No such route." if exc.status_code == 404 else str(exc.detail)

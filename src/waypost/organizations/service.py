@@ -26,6 +26,28 @@ class DuplicateError(ValueError):
     pass
 
 
+class InvalidInput(ValueError):
+    pass
+
+
+MAX_ORGANIZATION_ID = 2**31 - 1  # the integer column's range on PostgreSQL
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 255:
+        raise InvalidInput("the organization name must be 1 to 255 characters")
+    return name
+
+
+def _clean_email(email: str) -> str:
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not (at and local and domain) or len(email) > 320 or any(c.isspace() for c in email):
+        raise InvalidInput(f"{email[:80]!r} is not an email address of at most 320 characters")
+    return email
+
+
 @dataclass(frozen=True)
 class NewUser:
     user: dict[str, Any]
@@ -44,6 +66,8 @@ def environment_view(row: Any) -> dict[str, Any]:
 
 async def create_organization(db: Database, name: str, owner_email: str) -> dict[str, Any]:
     """Creates the organization, its three environments, an owner engineer and a token."""
+    name = _clean_name(name)
+    email = _clean_email(owner_email)
     created = now()
     async with db.write() as conn:
         org_id = (
@@ -65,7 +89,6 @@ async def create_organization(db: Database, name: str, owner_email: str) -> dict
         ]
         await conn.execute(environments.insert(), envs)
         user_id = new_id()
-        email = owner_email.strip().lower()
         await conn.execute(
             users.insert().values(
                 id=user_id,
@@ -102,7 +125,9 @@ async def create_user(
     org_role: OrgRole,
     env_roles: dict[str, EnvRole],
 ) -> NewUser:
-    email = email.strip().lower()
+    email = _clean_email(email)
+    if not 1 <= organization_id <= MAX_ORGANIZATION_ID:
+        raise UnknownError(f"no organization with id {organization_id}")
     async with db.write() as conn:
         org = await conn.scalar(
             sa.select(organizations.c.id).where(organizations.c.id == organization_id)

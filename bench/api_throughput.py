@@ -1,0 +1,394 @@
+"""Throughput of one `waypost serve` process, measured with wrk. Prints figures; not a test.
+
+For each backend (SQLite always, PostgreSQL with --postgres URL) this sets up a fresh data
+directory and organization, starts a single server process, and drives three routes with
+wrk (2 threads, 64 connections, a warm-up run and then a measured run):
+
+  GET  /health                                       the baseline: no database, no auth
+  GET  /platform/v1/destinations/{id}                target: at least 0.50 x /health
+  POST /platform/v1/environments/{envId}/destinations  target: at least 0.25 x /health
+
+Ratios compare routes measured in the same run on the same machine, so they say more than
+the absolute figures, which depend on the machine and whatever else it is doing.
+
+Usage: python bench/api_throughput.py [--postgres postgresql://user@host:5432/db]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+WRK_THREADS = 2
+WRK_CONNECTIONS = 64
+CREATE_BODY = '{"name":"bench","endpoint":"http://example.test/hook"}'
+# uvicorn exits 0 after a graceful SIGTERM shutdown; 143 (128 + 15) or -15 (Popen's
+# "killed by signal 15") mean the signal ended it directly. All three are a clean stop.
+CLEAN_EXITS = {0, 143, -signal.SIGTERM}
+
+
+class BenchError(Exception):
+    """Set-up failed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Route:
+    label: str
+    path: str
+    script: Path | None  # a wrk Lua script, for the method, body and headers
+    target: float | None  # minimum ratio to /health; None for the baseline itself
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    total_requests: int
+
+
+# --- wrk ------------------------------------------------------------------------------
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    prefix: list[str] = []
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        prefix = ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(
+        [*prefix, "apt-get", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def ensure_wrk() -> str:
+    """The path of wrk, installing it with apt-get when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if not shutil.which("apt-get"):
+        raise BenchError("wrk is not installed and apt-get is unavailable; install wrk first")
+    print("wrk not found; installing it with apt-get", flush=True)
+    result = _apt_get("install", "-y", "wrk")
+    if result.returncode != 0:
+        print("apt-get install failed; running apt-get update and trying again", flush=True)
+        _apt_get("update")
+        result = _apt_get("install", "-y", "wrk")
+    found = shutil.which("wrk")
+    if result.returncode != 0 or not found:
+        raise BenchError(f"could not install wrk with apt-get:\n{result.stderr.strip()}")
+    return found
+
+
+_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _SECONDS[unit] * 1000
+
+
+def parse_wrk(output: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s*99(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in ", output, re.MULTILINE)
+    if not rps or not p99 or not total:
+        raise BenchError(f"could not read wrk's output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return WrkResult(
+        requests_per_second=float(rps.group(1)),
+        p99_ms=_to_ms(p99.group(1), p99.group(2)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        total_requests=int(total.group(1)),
+    )
+
+
+def run_wrk(wrk: str, url: str, script: Path | None, seconds: int) -> WrkResult:
+    args = [wrk, f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        args += ["-s", str(script)]
+    result = subprocess.run(
+        [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    if result.returncode != 0:
+        raise BenchError(f"wrk failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return parse_wrk(result.stdout)
+
+
+def _lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid Lua string literal here
+
+
+def write_script(path: Path, token: str, *, method: str = "GET", body: str | None = None) -> Path:
+    lines = [
+        f"wrk.method = {_lua_string(method)}",
+        f'wrk.headers["Authorization"] = {_lua_string("Bearer " + token)}',
+    ]
+    if body is not None:
+        lines += [
+            f"wrk.body = {_lua_string(body)}",
+            'wrk.headers["Content-Type"] = "application/json"',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- the server -----------------------------------------------------------------------
+
+
+def waypost_executable() -> str:
+    beside_python = Path(sys.executable).parent / "waypost"
+    if beside_python.exists():
+        return str(beside_python)
+    repo_venv = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "waypost"
+    if repo_venv.exists():
+        return str(repo_venv)
+    found = shutil.which("waypost")
+    if found:
+        return found
+    raise BenchError("the waypost command is not installed; run `make` targets from the repo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_json(
+    method: str, url: str, token: str | None = None, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def create_org(waypost: str, env: dict[str, str]) -> tuple[str, str]:
+    """(token, Development environment id) of a new organization."""
+    result = subprocess.run(
+        [waypost, "orgs", "create", "--name", "Bench", "--owner-email", "b@x.test", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"`waypost orgs create` failed:\n{result.stderr.strip()}")
+    created = json.loads(result.stdout)
+    dev = next(e["id"] for e in created["environments"] if e["environmentFlag"] == "Development")
+    return str(created["token"]), str(dev)
+
+
+@contextlib.contextmanager
+def running_server(waypost: str, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """One `waypost serve` process; yields its base URL and stops it with SIGTERM."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [waypost, "serve", "--port", str(port), "--no-access-log"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_healthy(process, base_url, log_path)
+            yield base_url
+        finally:
+            _stop(process, log_path)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(
+                f"waypost serve exited with {process.returncode}:\n{log_path.read_text()}"
+            )
+        with contextlib.suppress(OSError):
+            status, _ = http_json("GET", f"{base_url}/health")
+            if status == 200:
+                return
+        time.sleep(0.1)
+    raise BenchError(f"waypost serve did not answer /health within 30 s:\n{log_path.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            print("warning: waypost serve ignored SIGTERM for 20 s and was killed", flush=True)
+            return
+    if process.returncode not in CLEAN_EXITS:
+        print(
+            f"warning: waypost serve exited with {process.returncode} after SIGTERM:\n"
+            f"{log_path.read_text()[-2000:]}",
+            flush=True,
+        )
+
+
+# --- PostgreSQL -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def scratch_postgres_database(server_url: str) -> Iterator[str]:
+    """A new database on the given server for this run, dropped afterwards."""
+    import psycopg
+
+    name = f"waypost_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    except psycopg.Error as exc:
+        raise BenchError(f"cannot create a scratch database on {server_url}: {exc}") from None
+    url = urllib.parse.urlsplit(server_url)._replace(path=f"/{name}").geturl()
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def new_secret_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+# --- one backend ----------------------------------------------------------------------
+
+
+def bench_backend(
+    wrk: str, label: str, database_url: str, warmup: int, seconds: int
+) -> list[tuple[Route, WrkResult]]:
+    waypost = waypost_executable()
+    data_dir = Path(tempfile.mkdtemp(prefix="waypost-bench-"))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")}
+        env["WAYPOST_DATA_DIR"] = str(data_dir)
+        env["WAYPOST_DATABASE_URL"] = database_url  # empty: the embedded SQLite file
+        if database_url:
+            env["WAYPOST_SECRET_KEY"] = new_secret_key()
+        token, dev = create_org(waypost, env)
+        with running_server(waypost, env, data_dir / "server.log") as base_url:
+            status, created = http_json(
+                "POST",
+                f"{base_url}/platform/v1/environments/{dev}/destinations",
+                token,
+                json.loads(CREATE_BODY),
+            )
+            if status != 201:
+                raise BenchError(f"creating the destination to read failed ({status}): {created}")
+            destination = created["payload"]["destination"]["id"]
+            routes = [
+                Route("GET /health", "/health", None, None),
+                Route(
+                    "GET /platform/v1/destinations/{id}",
+                    f"/platform/v1/destinations/{destination}",
+                    write_script(data_dir / "read.lua", token),
+                    0.5,
+                ),
+                Route(
+                    "POST /platform/v1/environments/{envId}/destinations",
+                    f"/platform/v1/environments/{dev}/destinations",
+                    write_script(data_dir / "create.lua", token, method="POST", body=CREATE_BODY),
+                    0.25,
+                ),
+            ]
+            results = []
+            for route in routes:
+                print(f"  {label}: {route.label} ...", flush=True)
+                run_wrk(wrk, base_url + route.path, route.script, warmup)
+                results.append((route, run_wrk(wrk, base_url + route.path, route.script, seconds)))
+            return results
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def print_table(title: str, results: list[tuple[Route, WrkResult]]) -> None:
+    health = results[0][1].requests_per_second
+    print(f"\n{title}")
+    header = (
+        f"{'route':<52} {'req/s':>9} {'p99':>10} {'x health':>9} {'target':>8} "
+        f"{'':<6} {'non-2xx':>8} {'sock err':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for route, result in results:
+        ratio = result.requests_per_second / health if health else 0.0
+        if route.target is None:
+            target, verdict = "-", ""
+        else:
+            target = f">={route.target:.2f}"
+            verdict = "PASS" if ratio >= route.target else "BELOW"
+        print(
+            f"{route.label:<52} {result.requests_per_second:>9.1f} {result.p99_ms:>8.2f}ms "
+            f"{ratio:>9.2f} {target:>8} {verdict:<6} {result.non_2xx:>8} {result.socket_errors:>8}"
+        )
+    if any(r.non_2xx or r.socket_errors for _, r in results):
+        print("note: errors above mean the matching figures do not measure successful requests")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure on this PostgreSQL server (a scratch database is created and dropped)",
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per route")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per route")
+    args = parser.parse_args(argv)
+
+    try:
+        wrk = ensure_wrk()
+        setup = f"1 process, wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS}"
+        timing = f"{args.warmup} s warm-up + {args.seconds} s measured per route"
+        print(f"Waypost API throughput: {setup}, {timing}", flush=True)
+        tables = [("SQLite", bench_backend(wrk, "SQLite", "", args.warmup, args.seconds))]
+        if args.postgres:
+            with scratch_postgres_database(args.postgres) as url:
+                results = bench_backend(wrk, "PostgreSQL", url, args.warmup, args.seconds)
+            tables.append(("PostgreSQL", results))
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    for name, results in tables:
+        print_table(f"{name} ({setup})", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,568 @@
+"""The `waypost` console script, run as a subprocess, as an operator would run it.
+
+Most tests use the embedded SQLite database in a fresh data directory. Those that check
+a printed token against the API point the command at the running test server's database
+(so they run on SQLite and PostgreSQL), and one runs on a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import Org, Server, scratch_postgres_database
+from waypost.crypto import new_secret_key
+
+WAYPOST = str(Path(sys.executable).with_name("waypost"))
+FLAGS = ["Development", "Staging", "Production"]
+
+
+def base_env(**waypost: str) -> dict[str, str]:
+    """This process's environment without any WAYPOST_* setting, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")}
+    env.update({f"WAYPOST_{k}": v for k, v in waypost.items()})
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([WAYPOST, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    done = run(env, *args)
+    assert done.returncode == 0, f"{args}: rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def ok_json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """Runs with --json; stdout must be exactly one JSON object."""
+    out = ok(env, *args, "--json")
+    data = json.loads(out)  # fails on anything but a single JSON document
+    assert isinstance(data, dict)
+    return data
+
+
+def exception_line(trace: str) -> str:
+    """The line of a traceback that names the exception, to keep failures short."""
+    lines = [line for line in trace.splitlines() if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    return (lines[-1] if lines else trace.strip().splitlines()[-1])[:500]
+
+
+def fails(env: dict[str, str], *args: str) -> str:
+    """The command must fail cleanly: non-zero, a message on stderr, no traceback."""
+    done = run(env, *args)
+    assert done.returncode != 0, f"exit code 0; stdout: {done.stdout[:300]}"
+    assert "Traceback" not in done.stderr, exception_line(done.stderr)
+    assert "Traceback" not in done.stdout, done.stdout
+    assert done.stderr.strip(), f"{args}: no message on stderr"
+    return done.stderr
+
+
+def is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def email() -> str:
+    return f"cli-{uuid.uuid4().hex[:10]}@x.test"
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run from an empty directory, so a stray relative path cannot touch the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> dict[str, str]:
+    """Embedded SQLite in a fresh data directory."""
+    return base_env(DATA_DIR=str(tmp_path / "data"))
+
+
+@pytest.fixture
+def local_org(local: dict[str, str]) -> dict[str, Any]:
+    return ok_json(local, "orgs", "create", "--name", "Local", "--owner-email", email())
+
+
+@pytest.fixture
+def shared(server: Server, tmp_path: Path) -> dict[str, str]:
+    """The running test server's database and key: what the CLI makes, the API serves."""
+    return base_env(
+        DATABASE_URL=server.settings.database_url,
+        SECRET_KEY=server.settings.secret_key,
+        DATA_DIR=str(tmp_path / "unused"),
+    )
+
+
+def assert_org_created(data: dict[str, Any], name: str, owner_email: str) -> None:
+    assert set(data) == {"organization", "environments", "user", "token", "tokenId"}
+    assert set(data["organization"]) == {"id", "name"}
+    assert type(data["organization"]["id"]) is int
+    assert data["organization"]["name"] == name
+    assert [e["environmentFlag"] for e in data["environments"]] == FLAGS
+    for environment in data["environments"]:
+        assert set(environment) == {"id", "name", "environmentFlag"}
+        assert isinstance(environment["id"], str) and environment["id"]
+    assert len({e["id"] for e in data["environments"]}) == 3
+    assert set(data["user"]) == {"id", "email"}
+    assert data["user"]["email"] == owner_email.lower()
+    assert isinstance(data["token"], str) and data["token"]
+    assert isinstance(data["tokenId"], str) and data["tokenId"]
+
+
+def env_ids(created: dict[str, Any]) -> dict[str, str]:
+    return {e["environmentFlag"]: e["id"] for e in created["environments"]}
+
+
+# --- against the running server's database (SQLite and PostgreSQL) ----------------------
+
+
+def test_orgs_create_token_works_against_the_api(server: Server, shared: dict[str, str]) -> None:
+    owner = email()
+    created = ok_json(shared, "orgs", "create", "--name", "From CLI", "--owner-email", owner)
+    assert_org_created(created, "From CLI", owner)
+    org_id = created["organization"]["id"]
+    with server.client(created["token"]) as api:
+        response = api.get(f"/platform/v1/organizations/{org_id}/environments")
+        assert response.status_code == 200, response.text
+        environments = response.json()["payload"]["environments"]
+        assert environments == [
+            {
+                "id": e["id"],
+                "name": e["name"],
+                "environmentFlag": e["environmentFlag"],
+                "organization": {"id": org_id},
+            }
+            for e in created["environments"]
+        ]
+        # The owner is an engineer everywhere and may delete in Production.
+        prod = env_ids(created)["Production"]
+        made = api.post(
+            f"/platform/v1/environments/{prod}/destinations",
+            json={"name": "p", "endpoint": "https://r.test/p"},
+        )
+        assert made.status_code == 201, made.text
+        gone = api.delete(
+            f"/platform/v1/destinations/{made.json()['payload']['destination']['id']}"
+        )
+        assert gone.status_code == 200, gone.text
+
+
+def test_users_create_gives_exactly_the_given_rights(
+    server: Server, shared: dict[str, str], org: Org
+) -> None:
+    created = ok_json(
+        shared,
+        "users",
+        "create",
+        "--org",
+        str(org.id),
+        "--email",
+        email(),
+        "--role",
+        f"{org.dev}=viewer",
+        "--role",
+        f"{org.prod}=engineer",
+    )
+    assert set(created) == {"user", "token", "tokenId"}
+    assert isinstance(created["user"]["id"], str) and created["user"]["id"]
+    with org.client() as owner:
+        made = owner.post(
+            f"/platform/v1/environments/{org.prod}/destinations",
+            json={"name": "p", "endpoint": "https://r.test/p"},
+        )
+        assert made.status_code == 201, made.text
+        prod_destination = made.json()["payload"]["destination"]["id"]
+    with server.client(created["token"]) as api:
+        listed = api.get(f"/platform/v1/organizations/{org.id}/environments")
+        assert listed.status_code == 200, listed.text
+        assert [e["id"] for e in listed.json()["payload"]["environments"]] == [org.dev, org.prod]
+        # Viewer in Development: reads, cannot create.
+        assert api.get(f"/platform/v1/environments/{org.dev}/destinations").status_code == 200
+        refused = api.post(
+            f"/platform/v1/environments/{org.dev}/destinations",
+            json={"name": "d", "endpoint": "http://r.test/d"},
+        )
+        assert refused.status_code == 403, refused.text
+        # No role in Staging.
+        staging = api.get(f"/platform/v1/environments/{org.staging}/destinations")
+        assert staging.status_code == 404
+        # Engineer in Production, but the default org role (member) may not delete there.
+        made = api.post(
+            f"/platform/v1/environments/{org.prod}/destinations",
+            json={"name": "p2", "endpoint": "https://r.test/p2"},
+        )
+        assert made.status_code == 201, made.text
+        assert api.delete(f"/platform/v1/destinations/{prod_destination}").status_code == 403
+
+
+def test_users_create_with_admin_org_role(server: Server, shared: dict[str, str], org: Org) -> None:
+    created = ok_json(
+        shared,
+        "users",
+        "create",
+        "--org",
+        str(org.id),
+        "--email",
+        email(),
+        "--org-role",
+        "admin",
+        "--role",
+        f"{org.prod}=engineer",
+    )
+    with org.client() as owner:
+        made = owner.post(
+            f"/platform/v1/environments/{org.prod}/destinations",
+            json={"name": "p", "endpoint": "https://r.test/p"},
+        )
+        assert made.status_code == 201, made.text
+    destination_id = made.json()["payload"]["destination"]["id"]
+    with server.client(created["token"]) as api:
+        assert api.delete(f"/platform/v1/destinations/{destination_id}").status_code == 200
+
+
+def test_users_create_without_roles_sees_no_environments(
+    server: Server, shared: dict[str, str], org: Org
+) -> None:
+    created = ok_json(shared, "users", "create", "--org", str(org.id), "--email", email())
+    with server.client(created["token"]) as api:
+        listed = api.get(f"/platform/v1/organizations/{org.id}/environments")
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["payload"]["environments"] == []
+        assert api.get(f"/platform/v1/environments/{org.dev}/destinations").status_code == 404
+
+
+def test_tokens_create_then_revoke(server: Server, shared: dict[str, str], org: Org) -> None:
+    issued = ok_json(shared, "tokens", "create", "--user", org.owner_id)
+    assert set(issued) == {"tokenId", "token"}
+    environments = f"/platform/v1/organizations/{org.id}/environments"
+    with server.client(issued["token"]) as api:
+        assert api.get(environments).status_code == 200
+        out = ok(shared, "tokens", "revoke", issued["tokenId"])
+        assert not is_json(out)
+        assert issued["tokenId"] in out
+        refused = api.get(environments)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+    # Only that token stopped working.
+    with org.client() as api:
+        assert api.get(environments).status_code == 200
+    # A revoked token cannot be revoked again.
+    fails(shared, "tokens", "revoke", issued["tokenId"])
+
+
+def test_users_create_refuses_an_environment_of_another_organization(
+    shared: dict[str, str], org: Org, other_org: Org
+) -> None:
+    address = email()
+    message = fails(
+        shared,
+        "users",
+        "create",
+        "--org",
+        str(org.id),
+        "--email",
+        address,
+        "--role",
+        f"{other_org.dev}=viewer",
+    )
+    assert other_org.dev in message
+    # Nothing was half-made: the same email can still be used.
+    ok_json(shared, "users", "create", "--org", str(org.id), "--email", address)
+
+
+@pytest.mark.parametrize("org_id", ["9999999999", "99999999999999999999"])
+def test_out_of_range_org_id_fails_cleanly(shared: dict[str, str], org_id: str) -> None:
+    """An organization id no database column can hold is simply unknown."""
+    message = fails(shared, "users", "create", "--org", org_id, "--email", email())
+    assert org_id in message
+
+
+OVERLONG = {
+    # users.email holds 320 characters; names are 1 to 255 characters, as in the API.
+    "users create --email": ["users", "create", "--org", "{org}", "--email", "a" * 400 + "@x.test"],
+    "orgs create --name": ["orgs", "create", "--name", "n" * 400, "--owner-email", "o@x.test"],
+    "orgs create --owner-email": [
+        "orgs",
+        "create",
+        "--name",
+        "Long",
+        "--owner-email",
+        "o" * 400 + "@x.test",
+    ],
+}
+
+
+@pytest.mark.parametrize("args", OVERLONG.values(), ids=OVERLONG)
+def test_overlong_values_are_refused_cleanly(
+    shared: dict[str, str], org: Org, args: list[str]
+) -> None:
+    """The same refusal on both databases: not a traceback, not a silent acceptance."""
+    fails(shared, *(a.format(org=org.id) for a in args))
+
+
+# --- embedded SQLite in a fresh data directory -------------------------------------------
+
+
+def test_orgs_create_json(local: dict[str, str]) -> None:
+    created = ok_json(local, "orgs", "create", "--name", "Acme", "--owner-email", "Boss@X.test")
+    assert_org_created(created, "Acme", "Boss@X.test")
+
+
+def test_orgs_create_text(local: dict[str, str]) -> None:
+    out = ok(local, "orgs", "create", "--name", "Acme", "--owner-email", "boss@x.test")
+    assert not is_json(out)
+    assert "boss@x.test" in out
+    for flag in FLAGS:
+        assert flag in out
+    assert "wp_" in out  # the token, shown once
+
+
+def test_orgs_create_twice_makes_two_organizations(local: dict[str, str]) -> None:
+    first = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    second = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", "a@x.test")
+    assert first["organization"]["id"] != second["organization"]["id"]
+    assert not {e["id"] for e in first["environments"]} & {e["id"] for e in second["environments"]}
+
+
+def test_users_create_json_and_text(local: dict[str, str], local_org: dict[str, Any]) -> None:
+    org_id = str(local_org["organization"]["id"])
+    dev = env_ids(local_org)["Development"]
+    address = email()
+    created = ok_json(
+        local, "users", "create", "--org", org_id, "--email", address, "--role", f"{dev}=support"
+    )
+    assert set(created) == {"user", "token", "tokenId"}
+    assert created["user"]["email"] == address
+    assert created["token"] != local_org["token"]
+    out = ok(local, "users", "create", "--org", org_id, "--email", email())
+    assert not is_json(out)
+    assert "wp_" in out
+
+
+def test_tokens_create_json_and_text(local: dict[str, str], local_org: dict[str, Any]) -> None:
+    user_id = local_org["user"]["id"]
+    first = ok_json(local, "tokens", "create", "--user", user_id)
+    second = ok_json(local, "tokens", "create", "--user", user_id)
+    assert set(first) == {"tokenId", "token"}
+    assert first["token"] != second["token"]
+    assert first["tokenId"] != second["tokenId"]
+    out = ok(local, "tokens", "create", "--user", user_id)
+    assert not is_json(out)
+    assert "wp_" in out
+    revoked = ok(local, "tokens", "revoke", first["tokenId"])
+    assert not is_json(revoked)
+
+
+def test_same_email_may_join_another_organization(local: dict[str, str]) -> None:
+    a = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    b = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", "b@x.test")
+    address = email()
+    for org in (a, b):
+        ok_json(
+            local, "users", "create", "--org", str(org["organization"]["id"]), "--email", address
+        )
+
+
+BAD_ARGS = {
+    "unknown org": ["users", "create", "--org", "999999", "--email", "u@x.test"],
+    "non-numeric org": ["users", "create", "--org", "abc", "--email", "u@x.test"],
+    "unknown env in --role": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "u@x.test",
+        "--role",
+        "00000000-0000-0000-0000-000000000000=viewer",
+    ],
+    "bad role name": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "u@x.test",
+        "--role",
+        "{dev}=boss",
+    ],
+    "role without =": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "u@x.test",
+        "--role",
+        "{dev}",
+    ],
+    "same env twice": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "u@x.test",
+        "--role",
+        "{dev}=viewer",
+        "--role",
+        "{dev}=engineer",
+    ],
+    "bad org role": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "u@x.test",
+        "--org-role",
+        "king",
+    ],
+    "not an email": ["users", "create", "--org", "{org}", "--email", "nobody"],
+    "duplicate email": ["users", "create", "--org", "{org}", "--email", "{owner}"],
+    "duplicate email, other case": [
+        "users",
+        "create",
+        "--org",
+        "{org}",
+        "--email",
+        "{OWNER}",
+    ],
+    "unknown user for tokens create": ["tokens", "create", "--user", str(uuid.uuid4())],
+    "unknown token for revoke": ["tokens", "revoke", str(uuid.uuid4())],
+    "empty org name": ["orgs", "create", "--name", " ", "--owner-email", "a@x.test"],
+    "missing owner email": ["orgs", "create", "--name", "A"],
+}
+
+
+@pytest.mark.parametrize("args", BAD_ARGS.values(), ids=BAD_ARGS)
+def test_bad_arguments_fail_cleanly(
+    local: dict[str, str], local_org: dict[str, Any], args: list[str]
+) -> None:
+    owner = local_org["user"]["email"]
+    values = {
+        "org": str(local_org["organization"]["id"]),
+        "dev": env_ids(local_org)["Development"],
+        "owner": owner,
+        "OWNER": owner.upper(),
+    }
+    fails(local, *(a.format(**values) for a in args))
+
+
+def test_duplicate_email_message(local: dict[str, str], local_org: dict[str, Any]) -> None:
+    org_id = str(local_org["organization"]["id"])
+    address = email()
+    ok_json(local, "users", "create", "--org", org_id, "--email", address)
+    message = fails(local, "users", "create", "--org", org_id, "--email", address)
+    assert address in message
+    assert len(message.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["users", "create", "--org", "999999", "--email", "u@x.test"], "999999"),
+        (["tokens", "create", "--user", "no-such-user"], "no-such-user"),
+        (["tokens", "revoke", "no-such-token"], "no-such-token"),
+    ],
+)
+def test_unknown_ids_are_named_in_one_line(
+    local: dict[str, str], args: list[str], mentions: str
+) -> None:
+    message = fails(local, *args)
+    assert mentions in message
+    assert len(message.strip().splitlines()) == 1
+
+
+def test_unknown_env_and_bad_role_are_named(
+    local: dict[str, str], local_org: dict[str, Any]
+) -> None:
+    org_id = str(local_org["organization"]["id"])
+    missing = str(uuid.uuid4())
+    message = fails(
+        local, "users", "create", "--org", org_id, "--email", email(), "--role", f"{missing}=viewer"
+    )
+    assert missing in message
+    dev = env_ids(local_org)["Development"]
+    message = fails(
+        local, "users", "create", "--org", org_id, "--email", email(), "--role", f"{dev}=boss"
+    )
+    assert "boss" in message
+
+
+def test_migrate_is_idempotent(local: dict[str, str], tmp_path: Path) -> None:
+    ok(local, "migrate")
+    assert (tmp_path / "data" / "waypost.db").exists()
+    ok(local, "migrate")
+    # The database still works after the second run.
+    ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    ok(local, "migrate")
+
+
+def test_bootstrap_once(local: dict[str, str]) -> None:
+    first = ok(local, "bootstrap")
+    assert "wp_" in first  # the token
+    assert "curl" in first
+    assert "Authorization: Bearer wp_" in first
+    second = run(local, "bootstrap")
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in second.stderr
+    assert "wp_" not in second.stdout
+    assert "already" in (second.stdout + second.stderr).lower()
+    # Only one organization exists, so the next one is number 2.
+    created = ok_json(local, "orgs", "create", "--name", "Next", "--owner-email", "n@x.test")
+    assert created["organization"]["id"] == 2
+
+
+def test_bootstrap_after_orgs_create_does_nothing(local: dict[str, str]) -> None:
+    ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    out = ok(local, "bootstrap")
+    assert "wp_" not in out
+    assert "already" in out.lower()
+
+
+def test_unsupported_database_url(tmp_path: Path) -> None:
+    env = base_env(DATA_DIR=str(tmp_path / "data"), DATABASE_URL="mysql://x/y")
+    message = fails(env, "migrate")
+    assert len(message.strip().splitlines()) == 1
+    assert "WAYPOST_DATABASE_URL" in message
+
+
+def test_unreachable_postgres_fails_cleanly(tmp_path: Path) -> None:
+    env = base_env(
+        DATA_DIR=str(tmp_path / "data"),
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing",
+        SECRET_KEY=new_secret_key(),
+    )
+    message = fails(env, "migrate")
+    assert "database" in message.lower()
+
+
+# --- a fresh PostgreSQL database ---------------------------------------------------------
+
+
+def test_orgs_create_on_postgres(postgres_server_url: str, tmp_path: Path) -> None:
+    with scratch_postgres_database(postgres_server_url) as url:
+        env = base_env(DATABASE_URL=url, SECRET_KEY=new_secret_key())
+        created = ok_json(env, "orgs", "create", "--name", "PG", "--owner-email", "pg@x.test")
+        assert_org_created(created, "PG", "pg@x.test")
+        # The rows are in PostgreSQL: the user is found by the next command.
+        issued = ok_json(env, "tokens", "create", "--user", created["user"]["id"])
+        assert issued["token"] != created["token"]
+        out = ok(env, "bootstrap")
+        assert "already" in out.lower()
+    # No embedded database was created in the working directory.
+    assert not (tmp_path / "var").exists()
