@@ -161,8 +161,14 @@ class Database:
             _sqlite_connection_setup(self._sync_engine)
             self._sqlite_reads = _SqliteReads(self._sync_engine)
         else:
+            # No pre-ping: it would double the round trips of every request. A dropped
+            # connection fails one request and is then replaced by the pool.
             self._async_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+            )
+            # Reads need no BEGIN and COMMIT round trips: each statement stands alone.
+            self._async_reads = self._async_engine.execution_options(
+                isolation_level="AUTOCOMMIT"
             )
 
     @asynccontextmanager
@@ -174,7 +180,8 @@ class Database:
                     yield _InlineConnection(sync_conn)
             return
         assert self._async_engine is not None
-        async with self._async_engine.connect() as conn, conn.begin():
+        engine = self._async_engine if write else self._async_reads
+        async with engine.connect() as conn, conn.begin():
             yield _AsyncConnection(conn)
 
     def read(self) -> AbstractAsyncContextManager[Connection]:
