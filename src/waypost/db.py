@@ -53,6 +53,15 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def canonical_id(value: str) -> str | None:
+    """The stored form of a uuid from a URL, or None when it cannot name anything
+    (so that no malformed value ever reaches a query)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
 def _sqlite_connection_setup(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -167,9 +176,7 @@ class Database:
                 url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
             )
             # Reads need no BEGIN and COMMIT round trips: each statement stands alone.
-            self._async_reads = self._async_engine.execution_options(
-                isolation_level="AUTOCOMMIT"
-            )
+            self._async_reads = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def _transaction(self, write: bool) -> AsyncIterator[Connection]:

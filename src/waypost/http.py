@@ -155,7 +155,7 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
         return problem_response(
             400, "Bad Request", "malformed-json", "The request body is not valid JSON."
         )
-    if any(e["type"] == "model_attributes_type" or e["loc"] == ("body",) for e in errors):
+    if any(tuple(e["loc"]) == ("body",) for e in errors):
         detail_errors = [("body", "must be a JSON object")]
         return problem_response(
             422, "Unprocessable Content", "validation", "body: must be a JSON object", detail_errors

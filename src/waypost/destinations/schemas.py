@@ -4,6 +4,7 @@ environment (HTTPS outside Development, one type per destination) live in the se
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -15,10 +16,36 @@ from waypost.http import Meta
 from waypost.organizations.service import EnvironmentFlag
 
 MAX_ENDPOINT_LENGTH = 2048
-_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Checked with fullmatch: `$` alone would let a trailing newline through.
+_STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+_CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
 # Visible ASCII only: the token travels in an HTTP header on every request.
-_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def _storable(value: str) -> str:
+    """Text both databases can keep: no NUL (PostgreSQL refuses it) and no lone
+    surrogate (not encodable as UTF-8)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_json(item)
+    return value
 
 
 class WireModel(BaseModel):
@@ -29,17 +56,20 @@ class WireModel(BaseModel):
 
 
 def _name(value: str) -> str:
-    value = value.strip()
+    value = _storable(value).strip()
     if not 1 <= len(value) <= 255:
         raise ValueError("must be 1 to 255 characters after trimming spaces")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters")
     return value
 
 
 def _endpoint(value: str) -> str:
     if len(value) > MAX_ENDPOINT_LENGTH:
         raise ValueError(f"must be at most {MAX_ENDPOINT_LENGTH} characters")
-    if any(c.isspace() for c in value):
-        raise ValueError("must not contain spaces")
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    _storable(value)
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -53,19 +83,19 @@ def _endpoint(value: str) -> str:
 
 
 def _verification_token(value: str) -> str:
-    if not _TOKEN.match(value):
+    if not _TOKEN.fullmatch(value):
         raise ValueError("must be 1 to 512 visible ASCII characters (no spaces)")
     return value
 
 
 def _storage_account(value: str) -> str:
-    if not _STORAGE_ACCOUNT.match(value):
+    if not _STORAGE_ACCOUNT.fullmatch(value):
         raise ValueError("must be 3 to 24 lowercase letters and digits")
     return value
 
 
 def _container(value: str) -> str:
-    if not _CONTAINER.match(value):
+    if not _CONTAINER.fullmatch(value):
         raise ValueError(
             "must be 3 to 63 lowercase letters, digits and single hyphens, "
             "starting and ending with a letter or digit"
@@ -78,6 +108,7 @@ def _file_name_prefix(value: str) -> str:
         raise ValueError("must be at most 512 characters")
     if value.startswith("/"):
         raise ValueError("must not start with '/'")
+    _storable(value)
     if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in value):
         raise ValueError("must not contain control characters or backslashes")
     segments = value.split("/")
@@ -93,7 +124,7 @@ VerificationToken = Annotated[str, AfterValidator(_verification_token)]
 
 
 class EnvironmentRef(WireModel):
-    id: str | None = None
+    id: Annotated[str, AfterValidator(_storable)] | None = None
     environment_flag: EnvironmentFlag | None = None
 
 
@@ -110,9 +141,9 @@ class CloudProviderSettings(WireModel):
 
 
 class SetupState(WireModel):
-    step: Annotated[str, StringConstraints(max_length=255)]
+    step: Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)]
     # A draft copy of the destination, kept as the client sent it.
-    destination: dict[str, Any] | None = None
+    destination: Annotated[dict[str, Any], AfterValidator(_storable_json)] | None = None
 
 
 class DestinationCreate(WireModel):

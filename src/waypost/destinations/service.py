@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
-from waypost.db import Connection, is_unique_violation, new_id, now
+from waypost.db import Connection, canonical_id, is_unique_violation, new_id, now
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
 from waypost.destinations.verification import handshake
@@ -22,6 +22,7 @@ from waypost.organizations.tables import environment_roles, environments
 from waypost.runtime import Runtime
 
 MAX_PAGE = 1000
+MAX_SEQ = 2**31 - 1  # the integer column's range on PostgreSQL
 # An unproven receiver: after creation, and whenever its address or token changes.
 NOT_VERIFIED = {
     "verified": False,
@@ -42,7 +43,7 @@ _caller_role = (
     .scalar_subquery()
     .label("role")
 )
-_environment_by_id = sa.select(environments.c.flag, _caller_role).where(
+_environment_by_id = sa.select(environments.c.id, environments.c.flag, _caller_role).where(
     environments.c.id == sa.bindparam("environment_id"),
     environments.c.organization_id == sa.bindparam("organization_id"),
 )
@@ -55,6 +56,15 @@ _destination_by_id = (
     )
 )
 _destination_by_id_for_update = _destination_by_id.with_for_update(of=destinations)
+_page = (
+    sa.select(destinations)
+    .where(
+        destinations.c.environment_id == sa.bindparam("environment_id"),
+        destinations.c.seq > sa.bindparam("after"),
+    )
+    .order_by(destinations.c.seq)
+    .limit(sa.bindparam("limit"))
+)
 # The SET clause comes from the parameters given, so one statement serves every update.
 _update_by_seq = destinations.update().where(destinations.c.seq == sa.bindparam("row_seq"))
 _record_verification = destinations.update().where(
@@ -71,21 +81,24 @@ def _caller(principal: Principal) -> dict[str, Any]:
 
 async def _environment_access(
     conn: Connection, principal: Principal, environment_id: str, action: Action
-) -> str:
-    """Checks the caller's role in the environment and returns its flag."""
-    params = {**_caller(principal), "environment_id": environment_id}
-    row = (await conn.execute(_environment_by_id, params)).first()
+) -> Any:
+    """Checks the caller's role in the environment; returns its `id` and `flag`."""
+    params = {**_caller(principal), "environment_id": canonical_id(environment_id)}
+    row = (
+        (await conn.execute(_environment_by_id, params)).first()
+        if params["environment_id"]
+        else None
+    )
     require_environment_role(row.role if row else None, action, what=_WHAT)
-    assert row is not None
-    return str(row.flag)
+    return row
 
 
 async def _destination_access(
     conn: Connection, principal: Principal, destination_id: str, action: Action
 ) -> Any:
     query = _destination_by_id_for_update if action is Action.WRITE else _destination_by_id
-    params = {**_caller(principal), "destination_id": destination_id}
-    row = (await conn.execute(query, params)).first()
+    params = {**_caller(principal), "destination_id": canonical_id(destination_id)}
+    row = (await conn.execute(query, params)).first() if params["destination_id"] else None
     require_environment_role(row.role if row else None, action, what=_WHAT)
     return row
 
@@ -160,9 +173,11 @@ async def create(
     destination_id = str(body.id) if body.id else new_id()
     created = now()
     async with rt.db.write() as conn:
-        flag = await _environment_access(conn, principal, environment_id, Action.WRITE)
+        environment = await _environment_access(conn, principal, environment_id, Action.WRITE)
+        flag = environment.flag
         if body.environment is not None:
-            if body.environment.id is not None and body.environment.id != environment_id:
+            given_id = body.environment.id
+            if given_id is not None and canonical_id(given_id) != environment.id:
                 raise Invalid("environment.id", "must equal the environment id in the path")
             flag_given = body.environment.environment_flag
             if flag_given is not None and flag_given != flag:
@@ -171,7 +186,7 @@ async def create(
         _check_auth_credential(body.auth_credential)
         values = {
             "id": destination_id,
-            "environment_id": environment_id,
+            "environment_id": environment.id,
             "name": body.name,
             "endpoint": body.endpoint,
             "cloud_provider_settings": body.cloud_provider_settings.model_dump(
@@ -206,7 +221,9 @@ def decode_cursor(cursor: str) -> int:
     try:
         seq = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Invalid("_cursor", "is not a cursor this API handed out") from None
+        seq = -1
+    if not 0 <= seq <= MAX_SEQ:
+        raise Invalid("_cursor", "is not a cursor this API handed out")
     return seq
 
 
@@ -220,18 +237,15 @@ async def list_page(
     """One page in creation order, and the cursor of the next page if there is one."""
     after = decode_cursor(cursor) if cursor is not None else 0
     async with rt.db.read() as conn:
-        flag = await _environment_access(conn, principal, environment_id, Action.READ)
+        environment = await _environment_access(conn, principal, environment_id, Action.READ)
         rows = (
             await conn.execute(
-                sa.select(destinations)
-                .where(destinations.c.environment_id == environment_id, destinations.c.seq > after)
-                .order_by(destinations.c.seq)
-                .limit(count + 1)
+                _page, {"environment_id": environment.id, "after": after, "limit": count + 1}
             )
         ).all()
     page = rows[:count]
     next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
-    return [view(r._mapping, flag) for r in page], next_cursor
+    return [view(r._mapping, environment.flag) for r in page], next_cursor
 
 
 async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[str, Any]:
