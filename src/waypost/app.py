@@ -12,6 +12,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from waypost import __version__
+from waypost.audit.router import router as audit_router
+from waypost.auth.router import router as auth_router
 from waypost.crypto import SecretBox, load_or_create_key_file
 from waypost.db import Database
 from waypost.destinations.router import router as destinations_router
@@ -53,7 +55,9 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in path_item.values():
             responses = operation.get("responses", {})
             for status, response in responses.items():
-                if status.isdigit() and int(status) >= 400:
+                # The OAuth token route answers OAuth's own error shape.
+                oauth = "authentication" in operation.get("tags", [])
+                if status.isdigit() and int(status) >= 400 and not oauth:
                     response["content"] = {PROBLEM_JSON: {"schema": problem}}
             # Any route can fail unexpectedly; clients should know the shape.
             responses.setdefault(
@@ -98,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit)
     app.include_router(destinations_router)
     app.include_router(organizations_router)
+    app.include_router(audit_router)
+    app.include_router(auth_router)
 
     @app.get("/health", tags=["operations"], summary="Liveness; does not touch the database")
     async def health() -> dict[str, str]:

@@ -6,15 +6,17 @@ import asyncio
 import copy
 import json
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 import typer
 
+from waypost.auth import service as auth
 from waypost.auth.permissions import EnvRole, OrgRole
-from waypost.auth.service import UnknownError, create_token, revoke_token
+from waypost.auth.service import InvalidKeys, UnknownError, create_token, revoke_token
 from waypost.crypto import SecretKeyError
-from waypost.db import Database, DatabaseUrlError, migrate
+from waypost.db import Database, DatabaseUrlError, migrate, new_id
 from waypost.organizations import service as organizations
 from waypost.organizations.tables import organizations as organizations_table
 from waypost.settings import Settings
@@ -30,9 +32,13 @@ cli = typer.Typer(
 orgs_cli = typer.Typer(help="Organizations.", no_args_is_help=True)
 users_cli = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+keys_cli = typer.Typer(
+    help="Public keys for the JWT token flow (Redox's user API keys).", no_args_is_help=True
+)
 cli.add_typer(orgs_cli, name="orgs")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
+cli.add_typer(keys_cli, name="keys")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -59,6 +65,7 @@ def with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(run())
     except (
         UnknownError,
+        InvalidKeys,
         organizations.DuplicateError,
         organizations.InvalidInput,
         DatabaseUrlError,
@@ -219,6 +226,77 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) ->
     """Revoke a token; it stops working on the next request."""
     with_database(lambda db: revoke_token(db, token_id))
     typer.echo(f"token {token_id} revoked")
+
+
+@keys_cli.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="User id.")],
+    jwks: Annotated[
+        Path | None, typer.Option(help="A JSON Web Key Set file of public keys.", dir_okay=False)
+    ] = None,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate an ES384 key pair; print it once.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register public keys for a user; prints the client id to use as iss and sub."""
+    if (jwks is None) == (not generate):
+        raise fail("give exactly one of --jwks FILE or --generate")
+    private_pem = None
+    try:
+        if jwks is not None:
+            keys = auth.check_jwks(json.loads(jwks.read_text()))
+        else:
+            private_pem, public_jwk = _generate_key()
+            keys = auth.check_jwks({"keys": [public_jwk]})
+    except OSError as exc:
+        raise fail(f"cannot read {jwks}: {exc.strerror}") from None
+    except ValueError as exc:  # InvalidKeys, and JSON that does not parse
+        raise fail(f"{jwks or 'generated key'}: {exc}") from None
+    client_id = with_database(lambda db: auth.register_keys(db, user, keys))
+    data: dict[str, Any] = {"clientId": client_id, "kids": [k["kid"] for k in keys]}
+    text = f"client id {client_id}\nkids: {', '.join(data['kids'])}"
+    if private_pem is not None:
+        data["privateKey"] = private_pem
+        text += f"\nprivate key (shown once; keep it secret):\n{private_pem}"
+    show(data, as_json, text)
+
+
+def _generate_key() -> tuple[str, dict[str, Any]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    private = ec.generate_private_key(ec.SECP384R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_jwk = json.loads(ECAlgorithm.to_jwk(private.public_key()))
+    public_jwk.update(kid=new_id(), alg="ES384", use="sig")
+    return pem, public_jwk
+
+
+@keys_cli.command("list")
+def keys_list(
+    user: Annotated[str, typer.Option(help="User id.")], as_json: JsonFlag = False
+) -> None:
+    """List a user's key sets."""
+    clients = with_database(lambda db: auth.list_keys(db, user))
+    lines = [
+        f"{c['clientId']}  kids: {', '.join(c['kids'])}"
+        + (f"  (revoked {c['revokedAt']})" if c["revokedAt"] else "")
+        for c in clients
+    ]
+    show({"keys": clients}, as_json, "\n".join(lines) or "no keys")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(client_id: Annotated[str, typer.Argument(help="Client id.")]) -> None:
+    """Revoke a key set, and the platform tokens it issued."""
+    with_database(lambda db: auth.revoke_keys(db, client_id))
+    typer.echo(f"key set {client_id} revoked")
 
 
 def main() -> None:

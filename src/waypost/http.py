@@ -10,7 +10,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,11 +24,17 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def envelope(
-    payload: dict[str, Any], *, status: int = 200, links: dict[str, str] | None = None
+    payload: dict[str, Any],
+    *,
+    status: int = 200,
+    links: dict[str, str] | None = None,
+    page: dict[str, Any] | None = None,
 ) -> Response:
     meta: dict[str, Any] = {"version": API_VERSION}
     if links:
         meta["links"] = links
+    if page:
+        meta["page"] = page
     return Response(
         orjson.dumps({"meta": meta, "payload": payload}),
         status_code=status,
@@ -35,9 +42,28 @@ def envelope(
     )
 
 
+class WireModel(BaseModel):
+    """A request body with Redox's camelCase names (snake_case inside). A typo in a field
+    name must fail loudly rather than be dropped."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
+    )
+
+
+class Page(BaseModel):
+    """Offset paging, as Redox's audit events answer it."""
+
+    currentPage: int
+    pageType: str
+    pageSize: int
+    links: dict[str, str]
+
+
 class Meta(BaseModel):
     version: str
     links: dict[str, str] | None = None
+    page: Page | None = None
 
 
 class FieldError(BaseModel):

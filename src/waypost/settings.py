@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     outbound_allow: str = ""
     # A PEM bundle of extra certificate authorities to trust for outbound TLS.
     ca_bundle: Path | None = None
+    # The address clients use, when a proxy sits in front (the token URL, a JWT's aud).
+    public_url: str = ""
     verify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     def resolved_database_url(self) -> str:

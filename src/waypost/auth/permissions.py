@@ -8,6 +8,7 @@ the caller is told "not found", so nothing leaks about what exists.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 
 from waypost.http import Forbidden, NotFound
@@ -23,6 +24,19 @@ class EnvRole(StrEnum):
     ENGINEER = "engineer"
     SUPPORT = "support"
     VIEWER = "viewer"
+
+
+# Stable role ids (Redox's `role.id`), the same on every installation.
+_ROLE_NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4d0b-9a55-3f1f4e2b7c10")
+
+
+def role_id(role: OrgRole | EnvRole) -> str:
+    kind = "organization" if isinstance(role, OrgRole) else "environment"
+    return str(uuid.uuid5(_ROLE_NAMESPACE, f"{kind}:{role.value}"))
+
+
+def role_ref(role: OrgRole | EnvRole) -> dict[str, str]:
+    return {"id": role_id(role), "name": role.value}
 
 
 class Action(StrEnum):

@@ -9,10 +9,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from waypost.http import Meta
+from waypost.http import Meta, WireModel
 from waypost.organizations.service import EnvironmentFlag
 
 MAX_ENDPOINT_LENGTH = 2048
@@ -46,13 +45,6 @@ def _storable_json(value: Any) -> Any:
         for item in value:
             _storable_json(item)
     return value
-
-
-class WireModel(BaseModel):
-    # A typo in a field name must fail loudly rather than be dropped.
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
-    )
 
 
 def _name(value: str) -> str:

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from waypost.audit import service as audit
+from waypost.audit.service import audited_write, record_failure
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
 from waypost.db import Connection, canonical_id, is_unique_violation, new_id, now
@@ -172,7 +174,7 @@ async def create(
         )
     destination_id = str(body.id) if body.id else new_id()
     created = now()
-    async with rt.db.write() as conn:
+    async with audited_write(rt.db, principal, "destination-created") as (conn, event):
         environment = await _environment_access(conn, principal, environment_id, Action.WRITE)
         flag = environment.flag
         if body.environment is not None:
@@ -210,6 +212,11 @@ async def create(
             if is_unique_violation(exc):
                 raise Conflict(f"A destination with id {destination_id} already exists.") from exc
             raise
+        event.details = {
+            "destinationId": destination_id,
+            "environmentId": environment.id,
+            "fields": _audited_fields({}, {k: v for k, v in values.items() if v is not None}),
+        }
     return view(values, flag)
 
 
@@ -289,6 +296,24 @@ async def _save(conn: Connection, row: Any, changes: dict[str, Any]) -> Mapping[
     return {**row._mapping, **changes}
 
 
+# Column -> wire name, for the audit trail; the verification token is a secret.
+_AUDITED = {
+    "name": "name",
+    "endpoint": "endpoint",
+    "auth_credential_id": "authCredential",
+    "verification_token": "verificationToken",
+    "verification_method": "verificationMethod",
+    "cloud_provider_settings": "cloudProviderSettings",
+    "setup_state": "setupState",
+}
+
+
+def _audited_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    wire_old = {_AUDITED[k]: v for k, v in old.items() if k in _AUDITED}
+    wire_new = {_AUDITED[k]: v for k, v in new.items() if k in _AUDITED}
+    return audit.changes(wire_old, wire_new, secrets=frozenset({"verificationToken"}))
+
+
 def _given(body: DestinationUpdate | VerifyRequest) -> dict[str, Any]:
     return {name: getattr(body, name) for name in body.model_fields_set}
 
@@ -299,9 +324,12 @@ async def update(
     destination_id: str,
     body: DestinationUpdate,
 ) -> dict[str, Any]:
-    async with rt.db.write() as conn:
+    async with audited_write(rt.db, principal, "destination-updated") as (conn, event):
+        event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        saved = await _save(conn, row, _changes(rt, row, _given(body)))
+        changes = _changes(rt, row, _given(body))
+        event.details["changes"] = _audited_fields(row._mapping, changes)
+        saved = await _save(conn, row, changes)
     return view(saved, row.flag)
 
 
@@ -317,21 +345,27 @@ async def verify(
     database. The outcome is recorded only if endpoint and token are still the ones
     that were checked.
     """
-    async with rt.db.write() as conn:
+    verify_event = audited_write(rt.db, principal, "destination-verified", record_success=False)
+    async with verify_event as (conn, event):
+        event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
         if row.cloud_provider_settings is not None:
             raise Invalid(
                 "cloudProviderSettings",
                 "cloud destinations are verified by cloud delivery, which is not available yet",
             )
-        saved = await _save(conn, row, _changes(rt, row, _given(body)))
+        changes = _changes(rt, row, _given(body))
+        event.details["changes"] = _audited_fields(row._mapping, changes)
+        saved = await _save(conn, row, changes)
     missing = [
         (field, "is required to verify; set it on the destination or in this request")
         for field, column in (("endpoint", "endpoint"), ("verificationToken", "verification_token"))
         if saved[column] is None
     ]
     if missing:
-        raise Invalid.many(missing)
+        refusal = Invalid.many(missing)
+        await record_failure(rt.db, principal, event, refusal.detail)
+        raise refusal
     method = saved["verification_method"] or "POST"
     token = rt.secret_box.decrypt(saved["verification_token"], _token_context(saved["id"]))
     outcome = await handshake(
@@ -348,6 +382,10 @@ async def verify(
         "verification_error": outcome.error.message if outcome.error else None,
         "verification_method": method,
     }
+    event.details.update(method=method, endpoint=saved["endpoint"])
+    if outcome.error is not None:
+        event.status = "failed"
+        event.details["error"] = outcome.error.message
     async with rt.db.write() as conn:
         recorded = await conn.execute(
             _record_verification,
@@ -358,6 +396,8 @@ async def verify(
                 **result,
             },
         )
+        if recorded.rowcount:
+            await audit.record(conn, audit.Actor.of(principal), event)
     if recorded.rowcount == 0:
         raise Conflict("The destination changed while it was being verified; verify again.")
     if outcome.error is not None:
@@ -366,8 +406,10 @@ async def verify(
 
 
 async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:
-    async with rt.db.write() as conn:
+    async with audited_write(rt.db, principal, "destination-deleted") as (conn, event):
+        event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
+        event.details["name"] = row.name
         if row.flag == EnvironmentFlag.PRODUCTION:
             require_org_role(
                 principal.org_role,

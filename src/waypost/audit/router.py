@@ -1,0 +1,77 @@
+"""HTTP for the audit trail."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from waypost.audit import service
+from waypost.auth.principals import CurrentPrincipal
+from waypost.http import Meta, envelope, error_responses
+from waypost.runtime import runtime
+
+router = APIRouter(prefix="/platform/v1", tags=["audit events"])
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    organizationId: int
+    userId: str | None
+    requestIp: str | None
+    route: str | None
+    createdAt: str
+    type: str
+    status: str
+    details: dict[str, Any]
+
+
+class AuditEventsPayload(BaseModel):
+    results: list[AuditEventOut]
+
+
+class AuditEventsEnvelope(BaseModel):
+    meta: Meta
+    payload: AuditEventsPayload
+
+
+@router.get(
+    "/organizations/{organizationId}/audit-events",
+    response_model=AuditEventsEnvelope,
+    responses=error_responses(401, 403, 404, 422),
+    summary="Search the audit trail (owners and admins), newest first",
+)
+async def audit_events(
+    organization_id: Annotated[str, Path(alias="organizationId")],
+    principal: CurrentPrincipal,
+    request: Request,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
+    start: Annotated[str | None, Query(alias="startDateTime", max_length=64)] = None,
+    stop: Annotated[str | None, Query(alias="stopDateTime", max_length=64)] = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    action_type: Annotated[list[str] | None, Query(alias="actionType")] = None,
+    page: Annotated[int, Query(alias="_page", ge=1, le=100_000)] = 1,
+    count: Annotated[int, Query(alias="_count", ge=1, le=service.MAX_PAGE)] = service.MAX_PAGE,
+) -> Response:
+    results, more = await service.search(
+        runtime(request).db,
+        principal,
+        organization_id,
+        user_id=user_id,
+        start=start,
+        stop=stop,
+        status=status,
+        action_types=action_type or [],
+        page=page,
+        count=count,
+    )
+    links = {"self": str(request.url)}
+    if page > 1:
+        links["first"] = str(request.url.include_query_params(_page=1))
+        links["prev"] = str(request.url.include_query_params(_page=page - 1))
+    if more:
+        links["next"] = str(request.url.include_query_params(_page=page + 1))
+    paging = {"currentPage": page, "pageType": "offset", "pageSize": count, "links": links}
+    return envelope({"results": results}, page=paging)

@@ -1,0 +1,162 @@
+"""The audit trail: who changed what, when, from where. Each event is written in the same
+transaction as the change it describes, so the trail and the data never disagree."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from waypost.audit.tables import audit_events
+from waypost.auth.permissions import OrgRole, require_org_role
+from waypost.auth.principals import Principal
+from waypost.db import Connection, Database, new_id, now
+from waypost.http import Forbidden, Invalid, NotFound
+
+REDACTED = "changed"  # how a secret's change appears in `details`: never its value
+MAX_PAGE = 50
+
+
+@dataclass
+class Event:
+    type: str
+    details: dict[str, Any] = field(default_factory=dict)
+    status: str = "successful"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a caller of the API, or the command line (no user)."""
+
+    organization_id: int
+    user_id: str | None = None
+    request_ip: str | None = None
+    route: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(
+            principal.organization_id, principal.user_id, principal.request_ip, principal.route
+        )
+
+
+async def record(conn: Connection, actor: Actor, event: Event) -> None:
+    await conn.execute(
+        audit_events.insert(),
+        {
+            "id": new_id(),
+            "organization_id": actor.organization_id,
+            "user_id": actor.user_id,
+            "request_ip": actor.request_ip,
+            "route": actor.route,
+            "created_at": now(),
+            "type": event.type,
+            "status": event.status,
+            "details": event.details,
+        },
+    )
+
+
+@asynccontextmanager
+async def audited_write(
+    db: Database, principal: Principal, event_type: str, *, record_success: bool = True
+) -> AsyncIterator[tuple[Connection, Event]]:
+    """A write transaction whose event is recorded inside it. A refusal (403) rolls the
+    change back and is recorded on its own, with status `failed`."""
+    event = Event(event_type)
+    try:
+        async with db.write() as conn:
+            yield conn, event
+            if record_success:
+                await record(conn, Actor.of(principal), event)
+    except Forbidden as exc:
+        await record_failure(db, principal, event, exc.detail)
+        raise
+
+
+async def record_failure(db: Database, principal: Principal, event: Event, reason: str) -> None:
+    event.status = "failed"
+    event.details["reason"] = reason
+    async with db.write() as conn:
+        await record(conn, Actor.of(principal), event)
+
+
+def changes(old: dict[str, Any], new: dict[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
+    """`{field: {"old", "new"}}` for the fields that changed; a secret shows only "changed"."""
+    described: dict[str, Any] = {}
+    for name, value in new.items():
+        if name in secrets:
+            described[name] = REDACTED
+        elif old.get(name) != value:
+            described[name] = {"old": old.get(name), "new": value}
+    return described
+
+
+def _parse_time(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(
+            name, "must be an ISO 8601 date-time, e.g. 2026-01-10T19:46:40.081Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise Invalid(name, "must carry a time zone, e.g. Z")
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def search(
+    db: Database,
+    principal: Principal,
+    organization_id: str,
+    *,
+    user_id: str | None,
+    start: str | None,
+    stop: str | None,
+    status: str | None,
+    action_types: list[str],
+    page: int,
+    count: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """One page of events, newest first, and whether another page follows."""
+    if organization_id != str(principal.organization_id):
+        raise NotFound("No organization with this id is visible to you.")
+    require_org_role(
+        principal.org_role, {OrgRole.OWNER, OrgRole.ADMIN}, doing="Reading audit events"
+    )
+    query = sa.select(audit_events).where(
+        audit_events.c.organization_id == principal.organization_id
+    )
+    if user_id is not None:
+        query = query.where(audit_events.c.user_id == user_id)
+    if (begin := _parse_time("startDateTime", start)) is not None:
+        query = query.where(audit_events.c.created_at >= begin)
+    if (end := _parse_time("stopDateTime", stop)) is not None:
+        query = query.where(audit_events.c.created_at <= end)
+    if status is not None:
+        query = query.where(audit_events.c.status == status)
+    if action_types:
+        query = query.where(audit_events.c.type.in_(action_types))
+    query = query.order_by(audit_events.c.seq.desc()).offset((page - 1) * count).limit(count + 1)
+    async with db.read() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_view(r._mapping) for r in rows[:count]], len(rows) > count
+
+
+def _view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "organizationId": row["organization_id"],
+        "userId": row["user_id"],
+        "requestIp": row["request_ip"],
+        "route": row["route"],
+        "createdAt": row["created_at"],
+        "type": row["type"],
+        "status": row["status"],
+        "details": row["details"],
+    }
