@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from waypost import __version__
 from waypost.audit.router import router as audit_router
 from waypost.auth.router import router as auth_router
+from waypost.credentials.router import router as credentials_router
 from waypost.crypto import SecretBox, load_or_create_key_file
 from waypost.db import Database
 from waypost.destinations.router import router as destinations_router
@@ -25,6 +26,7 @@ from waypost.http import (
 )
 from waypost.organizations.router import router as organizations_router
 from waypost.outbound import OutboundClient, parse_allow_list
+from waypost.ratelimit import RateLimit
 from waypost.runtime import Runtime, runtime
 from waypost.settings import Settings
 
@@ -100,7 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit)
+    if settings.rate_limit_requests:
+        app.add_middleware(
+            RateLimit,
+            limit=settings.rate_limit_requests,
+            window_seconds=settings.rate_limit_window_seconds,
+        )
     app.include_router(destinations_router)
+    app.include_router(credentials_router)
     app.include_router(organizations_router)
     app.include_router(audit_router)
     app.include_router(auth_router)

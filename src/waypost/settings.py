@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     # The address clients use, when a proxy sits in front (the token URL, a JWT's aud).
     public_url: str = ""
+    # Redox's documented limit, per client address; 0 turns it off.
+    rate_limit_requests: int = Field(default=10_000, ge=0)
+    rate_limit_window_seconds: float = Field(default=300.0, gt=0)
     verify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     def resolved_database_url(self) -> str:
