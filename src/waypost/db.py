@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -12,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger("waypost.db")
 
 metadata = sa.MetaData(
     naming_convention={
@@ -72,6 +77,9 @@ def _sqlite_connection_setup(engine: sa.Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
+        # Checkpoints run in the background (_Checkpointer); this is only the backstop
+        # that bounds the WAL (about 40 MB) should that thread ever fall behind.
+        cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -134,6 +142,37 @@ class _InlineConnection(Connection):
         return self._conn.scalar(statement, parameters)
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database file once a second, in a thread of its own.
+
+    A checkpoint ends in an fsync; left to SQLite it runs inside whichever commit crosses
+    the threshold, stalling the event loop for milliseconds. Here it never does.
+    """
+
+    def __init__(self, path: str, interval_seconds: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=1000")
+            while not self._stop.wait(self._interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or locked: the next round catches up
+                    log.debug("checkpoint skipped: %s", exc)
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class _SqliteReads:
     """Reads share one connection per process, in autocommit: each statement is its own
     implicit transaction, so there is no checkout, BEGIN or COMMIT on the hot path."""
@@ -169,6 +208,9 @@ class Database:
             self._sync_engine = sa.create_engine(url, pool_size=pool_size)
             _sqlite_connection_setup(self._sync_engine)
             self._sqlite_reads = _SqliteReads(self._sync_engine)
+            self._checkpointer = (
+                _Checkpointer(url.database) if url.database not in (None, "", ":memory:") else None
+            )
         else:
             # No pre-ping: it would double the round trips of every request. A dropped
             # connection fails one request and is then replaced by the pool.
@@ -206,6 +248,8 @@ class Database:
     async def close(self) -> None:
         if self._sync_engine is not None:
             self._sqlite_reads.close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
             self._sync_engine.dispose()
         if self._async_engine is not None:
             await self._async_engine.dispose()
