@@ -56,6 +56,10 @@ class SecretBox:
         blob = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{_PREFIX}:{self._primary_id}:{blob}"
 
+    def is_current(self, stored: str) -> bool:
+        """Whether the value is sealed with the first key (rotation leaves it alone)."""
+        return stored.startswith(f"{_PREFIX}:{self._primary_id}:")
+
     def decrypt(self, stored: str, context: str) -> str:
         prefix, key_id, blob = stored.split(":", 2)
         if prefix != _PREFIX or key_id not in self._by_id:

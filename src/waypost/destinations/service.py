@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import sqlalchemy as sa
 
@@ -14,6 +15,7 @@ from waypost.audit import service as audit
 from waypost.audit.service import audited_write, record_failure
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
+from waypost.credentials import service as credentials
 from waypost.db import Connection, canonical_id, is_unique_violation, new_id, now
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
@@ -145,10 +147,15 @@ def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
         raise Invalid("endpoint", f"must use https:// in a {flag} environment")
 
 
-def _check_auth_credential(credential_id: object) -> None:
-    # Auth credentials arrive with their own feature; until then none exists to attach.
-    if credential_id is not None:
+async def _check_auth_credential(
+    conn: Connection, environment_id: str, credential_id: UUID | None
+) -> str | None:
+    """The credential to attach (or None to detach): one of the same environment."""
+    if credential_id is None:
+        return None
+    if not await credentials.in_environment(conn, str(credential_id), environment_id):
         raise Invalid("authCredential", "no auth credential with this id in this environment")
+    return str(credential_id)
 
 
 def _token_context(destination_id: str) -> str:
@@ -185,7 +192,9 @@ async def create(
             if flag_given is not None and flag_given != flag:
                 raise Invalid("environment.environmentFlag", f"this environment is {flag}")
         _check_endpoint_scheme(body.endpoint, flag)
-        _check_auth_credential(body.auth_credential)
+        auth_credential_id = await _check_auth_credential(
+            conn, environment.id, body.auth_credential
+        )
         values = {
             "id": destination_id,
             "environment_id": environment.id,
@@ -199,7 +208,7 @@ async def create(
             "setup_state": body.setup_state.model_dump(by_alias=True, exclude_unset=True)
             if body.setup_state
             else None,
-            "auth_credential_id": None,
+            "auth_credential_id": auth_credential_id,
             "verification_token": _seal_token(rt, destination_id, body.verification_token),
             "verification_method": None,
             **NOT_VERIFIED,
@@ -261,7 +270,9 @@ async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[st
     return view(row._mapping, row.flag)
 
 
-def _changes(rt: Runtime, row: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+async def _changes(
+    rt: Runtime, conn: Connection, row: Any, given: Mapping[str, Any]
+) -> dict[str, Any]:
     """Column changes for the fields a PATCH or verify call gave (snake_case keys)."""
     changes: dict[str, Any] = {}
     if "name" in given:
@@ -269,8 +280,9 @@ def _changes(rt: Runtime, row: Any, given: Mapping[str, Any]) -> dict[str, Any]:
             raise Invalid("name", "must not be null")
         changes["name"] = given["name"]
     if "auth_credential" in given:
-        _check_auth_credential(given["auth_credential"])
-        changes["auth_credential_id"] = None
+        changes["auth_credential_id"] = await _check_auth_credential(
+            conn, row.environment_id, given["auth_credential"]
+        )
     if "endpoint" in given:
         if row.cloud_provider_settings is not None:
             raise Invalid(
@@ -327,7 +339,7 @@ async def update(
     async with audited_write(rt.db, principal, "destination-updated") as (conn, event):
         event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        changes = _changes(rt, row, _given(body))
+        changes = await _changes(rt, conn, row, _given(body))
         event.details["changes"] = _audited_fields(row._mapping, changes)
         saved = await _save(conn, row, changes)
     return view(saved, row.flag)
@@ -354,7 +366,7 @@ async def verify(
                 "cloudProviderSettings",
                 "cloud destinations are verified by cloud delivery, which is not available yet",
             )
-        changes = _changes(rt, row, _given(body))
+        changes = await _changes(rt, conn, row, _given(body))
         event.details["changes"] = _audited_fields(row._mapping, changes)
         saved = await _save(conn, row, changes)
     missing = [
