@@ -5,7 +5,7 @@ the client id and secret (in HTTP Basic or in the body, whichever it is told to 
 and refuses the other), the configured field names, the extra parameters (scope,
 audience, resource, a custom field) and the content type, and for SMART Backend Services
 it verifies the client assertion's signature and claims. It hands out numbered tokens
-that expire, and counts them. `mode` makes it misbehave: `html`, `404`, `sleep`, `garbage`.
+that expire, and counts them. `mode` makes it misbehave: `html`, `404`, `sleep`, `garbage`, `echo`.
 """
 
 from __future__ import annotations
@@ -103,6 +103,9 @@ class TokenServer:
             self.stopping.wait(5)
             return 200, {}, b"{}"
         refusal = self.refusal(seen)
+        if self.mode == "echo":
+            # A careless server that repeats what it was sent, secret included.
+            refusal = f"rejected {json.dumps(seen.params)}"
         if refusal is not None:
             with self.lock:
                 self.failures.append(refusal)
