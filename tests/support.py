@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +30,31 @@ from waypost.organizations import service as organizations
 from waypost.settings import Settings
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def sqlite_bytes(server: Server) -> bytes:
+    """The raw bytes of a SQLite server's database file and its write-ahead log.
+
+    Read by another process: closing any descriptor of the database file in this process
+    would drop the POSIX locks the running server (a thread here) holds on it, and let
+    other processes write to the database under its feet (SQLite's "how to corrupt").
+    """
+    url = server.settings.resolved_database_url()
+    assert url.startswith("sqlite:///"), url
+    path = url.removeprefix("sqlite:///")
+    read = (
+        "import pathlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    p = pathlib.Path(name)\n"
+        "    sys.stdout.buffer.write(p.read_bytes() if p.exists() else b'')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", read, path, f"{path}-wal", f"{path}-journal"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
 
 
 def free_port() -> int:

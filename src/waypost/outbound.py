@@ -78,6 +78,14 @@ def _refusal(address: IPAddress) -> str | None:
     return None
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Guard:
     allow: tuple[IPNetwork, ...] = ()
@@ -87,9 +95,10 @@ class Guard:
             return
         reason = _refusal(address)
         if reason is not None:
-            target = f"{address} is" if host == str(address) else f"{host} resolves to {address},"
+            target = f"{host} is" if _is_literal(host) else f"{host} resolves to {address},"
+            article = "an" if reason[0] in "aeiou" else "a"
             raise GuardRefused(
-                f"refused by the outbound guard: {target} a {reason} address "
+                f"refused by the outbound guard: {target} {article} {reason} address "
                 "(WAYPOST_OUTBOUND_ALLOW can list exceptions)"
             )
 

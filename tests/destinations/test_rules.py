@@ -10,14 +10,13 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.support import Org, Server
+from tests.support import Org, Server, sqlite_bytes
 from waypost.db import Database
 from waypost.destinations.tables import destinations
 
@@ -195,19 +194,6 @@ def stored_token(server: Server, destination_id: str) -> str | None:
 
     token: str | None = server.run(go)
     return token
-
-
-def sqlite_bytes(server: Server) -> bytes:
-    """The raw bytes of the SQLite database file and its write-ahead log."""
-    url = server.settings.resolved_database_url()
-    assert url.startswith("sqlite:///"), url
-    path = Path(url.removeprefix("sqlite:///"))
-    data = path.read_bytes()
-    for suffix in ("-wal", "-journal"):
-        side = Path(f"{path}{suffix}")
-        if side.exists():
-            data += side.read_bytes()
-    return data
 
 
 def distinctive_token() -> str:
