@@ -39,6 +39,8 @@ cli.add_typer(orgs_cli, name="orgs")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(keys_cli, name="keys")
+secrets_cli = typer.Typer(help="Secrets encrypted at rest.", no_args_is_help=True)
+cli.add_typer(secrets_cli, name="secrets")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -297,6 +299,26 @@ def keys_revoke(client_id: Annotated[str, typer.Argument(help="Client id.")]) ->
     """Revoke a key set, and the platform tokens it issued."""
     with_database(lambda db: auth.revoke_keys(db, client_id))
     typer.echo(f"key set {client_id} revoked")
+
+
+@secrets_cli.command("reencrypt")
+def secrets_reencrypt(as_json: JsonFlag = False) -> None:
+    """Re-encrypt every stored secret with the first key of WAYPOST_SECRET_KEY.
+
+    Rotation: set WAYPOST_SECRET_KEY=NEW,OLD everywhere, run this, then drop OLD."""
+    from waypost.app import secret_box
+    from waypost.rotation import reencrypt_all
+
+    try:
+        box = secret_box(Settings())
+    except (ValueError, SecretKeyError) as exc:
+        raise fail(str(exc)) from None
+    count = with_database(lambda db: reencrypt_all(db, box))
+    show(
+        {"reencrypted": count},
+        as_json,
+        f"re-encrypted {count} secret(s) with the first key of WAYPOST_SECRET_KEY",
+    )
 
 
 def main() -> None:
