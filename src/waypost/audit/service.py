@@ -107,7 +107,10 @@ def _parse_time(name: str, value: str | None) -> str | None:
         ) from None
     if parsed.tzinfo is None:
         raise Invalid(name, "must carry a time zone, e.g. Z")
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except OverflowError:
+        raise Invalid(name, "lies outside the calendar Waypost can search") from None
 
 
 async def search(

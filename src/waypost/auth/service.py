@@ -3,6 +3,7 @@ revocable), registered public keys, and Redox's JWT exchange for five-minute tok
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -233,6 +234,10 @@ def _request_error(description: str) -> TokenError:
     return TokenError(400, "invalid_request", description)
 
 
+def _padded(segment: str) -> str:
+    return segment + "=" * (-len(segment) % 4)
+
+
 def check_token_request(form: dict[str, str]) -> str:
     """Checks the form in Redox's documented order; returns the client assertion."""
     grant_type = form.get("grant_type")
@@ -269,10 +274,14 @@ async def exchange_assertion(
     """Verifies a client assertion (a JWT signed by a registered key) and issues a
     five-minute bearer token for the key's user."""
     try:
-        header = jwt.get_unverified_header(assertion)
+        # The header is read as plain JSON: PyJWT would reject a non-string kid with
+        # its own message, and Redox documents this one.
+        header = json.loads(base64.urlsafe_b64decode(_padded(assertion.split(".")[0])))
         unverified = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.exceptions.DecodeError:
+    except (ValueError, jwt.exceptions.InvalidTokenError):
         raise _request_error("The client assertion is not a JWT") from None
+    if not isinstance(header, dict):
+        raise _request_error("The client assertion is not a JWT")
     kid = header.get("kid")
     if not kid or not isinstance(kid, str):
         raise _request_error("JWT header kid property is required")
@@ -309,9 +318,9 @@ async def exchange_assertion(
     moment = datetime.now(UTC)
     issued = claims["iat"]
     if not isinstance(issued, int | float) or not (
-        moment - ASSERTION_MAX_AGE - CLOCK_SKEW
-        <= datetime.fromtimestamp(issued, UTC)
-        <= moment + CLOCK_SKEW
+        (moment - ASSERTION_MAX_AGE - CLOCK_SKEW).timestamp()
+        <= issued
+        <= (moment + CLOCK_SKEW).timestamp()
     ):
         raise _refuse("iat must lie within the past 5 minutes")
     jti = claims["jti"]

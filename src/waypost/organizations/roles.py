@@ -13,7 +13,7 @@ from pydantic import model_validator
 from waypost.audit.service import audited_write
 from waypost.auth.permissions import EnvRole, OrgRole, require_org_role, role_id, role_ref
 from waypost.auth.principals import Principal
-from waypost.db import Connection, Database, canonical_id
+from waypost.db import Connection, Database, canonical_id, is_unique_violation
 from waypost.http import Conflict, Invalid, NotFound, WireModel
 from waypost.organizations.tables import environment_roles, environments, organizations, users
 
@@ -136,7 +136,18 @@ async def set_organization_role(
     _own_organization(principal, organization_id)
     role = _resolve(OrgRole, body.role)
     async with audited_write(db, principal, "organization-role-changed") as (conn, event):
-        require_org_role(principal.org_role, {OrgRole.OWNER}, doing="Changing organization roles")
+        # One organization-role change at a time: two owners demoting each other at once
+        # must not leave the organization without an owner. The caller's own role is read
+        # again under the lock, since the other change may have just demoted them.
+        await conn.execute(
+            sa.select(organizations.c.id)
+            .where(organizations.c.id == principal.organization_id)
+            .with_for_update()
+        )
+        caller_role = await conn.scalar(
+            sa.select(users.c.org_role).where(users.c.id == principal.user_id)
+        )
+        require_org_role(caller_role, {OrgRole.OWNER}, doing="Changing organization roles")
         user = await _organization_member(conn, principal, body.user.id)
         event.details = {"userId": user.id, "role": {"old": user.org_role, "new": role.value}}
         if user.org_role == OrgRole.OWNER and role != OrgRole.OWNER:
@@ -217,11 +228,18 @@ async def change_environment_role(
                     f"The user already has the role {current} here; use PUT to change it."
                 )
             assert role is not None
-            await conn.execute(
-                environment_roles.insert().values(
-                    environment_id=env.id, user_id=user.id, role=role.value
+            try:
+                await conn.execute(
+                    environment_roles.insert().values(
+                        environment_id=env.id, user_id=user.id, role=role.value
+                    )
                 )
-            )
+            except sa.exc.IntegrityError as exc:  # a concurrent assignment won the race
+                if is_unique_violation(exc):
+                    raise Conflict(
+                        "The user already has a role here; use PUT to change it."
+                    ) from exc
+                raise
         elif current is None:
             raise Conflict("The user has no role in this environment; use POST to assign one.")
         elif mode == "change":
