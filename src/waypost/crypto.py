@@ -9,6 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _PREFIX = "v1"
@@ -59,6 +60,16 @@ class SecretBox:
     def is_current(self, stored: str) -> bool:
         """Whether the value is sealed with the first key (rotation leaves it alone)."""
         return stored.startswith(f"{_PREFIX}:{self._primary_id}:")
+
+    def reseal(self, stored: str, context: str, *, what: str) -> str:
+        """Opens a value with whichever key sealed it and seals it with the first key."""
+        try:
+            return self.encrypt(self.decrypt(stored, context), context)
+        except (InvalidTag, SecretKeyError, ValueError):
+            raise SecretKeyError(
+                f"{what} cannot be opened with any key in WAYPOST_SECRET_KEY; "
+                "list the key that sealed it (after the new one) and run this again"
+            ) from None
 
     def decrypt(self, stored: str, context: str) -> str:
         prefix, key_id, blob = stored.split(":", 2)

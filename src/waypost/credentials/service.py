@@ -29,9 +29,8 @@ from waypost.credentials.strategies import (
 )
 from waypost.credentials.tables import auth_credentials
 from waypost.credentials.tokens import TokenError, fetch_token
-from waypost.crypto import SecretKeyError
+from waypost.crypto import SecretBox, SecretKeyError
 from waypost.db import Connection, canonical_id, new_id, now
-from waypost.destinations.tables import destinations
 from waypost.http import Conflict, Invalid, NotFound
 from waypost.organizations.service import EnvironmentFlag
 from waypost.organizations.tables import environment_roles, environments
@@ -84,14 +83,9 @@ _for_token = sa.select(auth_credentials).where(
 # The SET clause comes from the parameters given, so one statement serves every update.
 _update_by_seq = auth_credentials.update().where(auth_credentials.c.seq == sa.bindparam("row_seq"))
 _delete_by_seq = auth_credentials.delete().where(auth_credentials.c.seq == sa.bindparam("row_seq"))
-_referencing_destinations = (
-    sa.select(destinations.c.id, destinations.c.name)
-    .where(
-        destinations.c.environment_id == sa.bindparam("environment_id"),
-        destinations.c.auth_credential_id == sa.bindparam("credential_id"),
-    )
-    .order_by(destinations.c.seq)
-)
+_all_sealed = sa.select(
+    auth_credentials.c.seq, auth_credentials.c.id, auth_credentials.c.secrets
+).with_for_update()
 
 
 def secret_context(credential_id: str, field: str) -> str:
@@ -356,14 +350,12 @@ async def delete(rt: Runtime, principal: Principal, credential_id: str) -> str:
         event.details["authCredentialId"] = credential_id
         row = await _credential_access(conn, principal, credential_id, Action.WRITE, lock=True)
         event.details["name"] = row.name
-        users = (
-            await conn.execute(
-                _referencing_destinations,
-                {"environment_id": row.environment_id, "credential_id": row.id},
-            )
-        ).all()
+        # Imported here: destinations also call this feature, to check what they attach.
+        from waypost.destinations import service as destinations
+
+        users = await destinations.using_credential(conn, row.environment_id, row.id)
         if users:
-            named = ", ".join(f"{d.name} ({d.id})" for d in users[:_NAMED_IN_CONFLICT])
+            named = ", ".join(f"{name} ({id_})" for id_, name in users[:_NAMED_IN_CONFLICT])
             more = len(users) - _NAMED_IN_CONFLICT
             if more > 0:
                 named += f" and {more} more"
@@ -453,3 +445,21 @@ async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, st
         return {row.settings["headerName"]: secrets["apiKeyValue"]}
     pair = f"{row.settings['username']}:{secrets['password']}"
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+async def reseal_secrets(conn: Connection, box: SecretBox) -> int:
+    """Moves every credential secret onto the first key; returns how many moved."""
+    count = 0
+    for row in (await conn.execute(_all_sealed)).all():
+        secrets: dict[str, Any] = dict(row.secrets)
+        stale = [name for name, stored in secrets.items() if not box.is_current(stored)]
+        for name in stale:
+            secrets[name] = box.reseal(
+                secrets[name],
+                secret_context(row.id, name),
+                what=f"the {name} of auth credential {row.id}",
+            )
+        if stale:
+            await conn.execute(_update_by_seq, {"row_seq": row.seq, "secrets": secrets})
+            count += len(stale)
+    return count

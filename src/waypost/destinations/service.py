@@ -16,6 +16,7 @@ from waypost.audit.service import audited_write, record_failure
 from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
 from waypost.auth.principals import Principal
 from waypost.credentials import service as credentials
+from waypost.crypto import SecretBox
 from waypost.db import Connection, canonical_id, is_unique_violation, new_id, now
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
@@ -158,14 +159,14 @@ async def _check_auth_credential(
     return str(credential_id)
 
 
-def _token_context(destination_id: str) -> str:
+def token_context(destination_id: str) -> str:
     return f"destination:{destination_id}:verificationToken"
 
 
 def _seal_token(rt: Runtime, destination_id: str, token: str | None) -> str | None:
     if token is None:
         return None
-    return rt.secret_box.encrypt(token, _token_context(destination_id))
+    return rt.secret_box.encrypt(token, token_context(destination_id))
 
 
 async def create(
@@ -379,7 +380,7 @@ async def verify(
         await record_failure(rt.db, principal, event, refusal.detail)
         raise refusal
     method = saved["verification_method"] or "POST"
-    token = rt.secret_box.decrypt(saved["verification_token"], _token_context(saved["id"]))
+    token = rt.secret_box.decrypt(saved["verification_token"], token_context(saved["id"]))
     outcome = await handshake(
         rt.outbound,
         saved["endpoint"],
@@ -415,6 +416,45 @@ async def verify(
     if outcome.error is not None:
         raise Invalid(outcome.error.field, outcome.error.message)
     return view({**saved, **result}, row.flag)
+
+
+_using_credential = (
+    sa.select(destinations.c.id, destinations.c.name)
+    .where(
+        destinations.c.environment_id == sa.bindparam("environment_id"),
+        destinations.c.auth_credential_id == sa.bindparam("credential_id"),
+    )
+    .order_by(destinations.c.seq)
+)
+_sealed_tokens = (
+    sa.select(destinations.c.seq, destinations.c.id, destinations.c.verification_token)
+    .where(destinations.c.verification_token.is_not(None))
+    .with_for_update()
+)
+
+
+async def using_credential(
+    conn: Connection, environment_id: str, credential_id: str
+) -> list[tuple[str, str]]:
+    """(id, name) of the destinations that send with this auth credential."""
+    params = {"environment_id": environment_id, "credential_id": credential_id}
+    return [(r.id, r.name) for r in (await conn.execute(_using_credential, params)).all()]
+
+
+async def reseal_tokens(conn: Connection, box: SecretBox) -> int:
+    """Moves every verification token onto the first key; returns how many moved."""
+    count = 0
+    for row in (await conn.execute(_sealed_tokens)).all():
+        if box.is_current(row.verification_token):
+            continue
+        sealed = box.reseal(
+            row.verification_token,
+            token_context(row.id),
+            what=f"the verificationToken of destination {row.id}",
+        )
+        await conn.execute(_update_by_seq, {"row_seq": row.seq, "verification_token": sealed})
+        count += 1
+    return count
 
 
 async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:
