@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
@@ -51,7 +52,8 @@ def driver_url(plain: str) -> sa.URL:
 
 def now() -> str:
     # One fixed-width UTC text format on both engines: it sorts as it reads.
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # (isoformat, not strftime: this runs on every request and strftime is slow.)
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_id() -> str:
@@ -70,7 +72,8 @@ def canonical_id(value: str) -> str | None:
 def _sqlite_connection_setup(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's begin event, not the driver, decide how transactions start.
+        # Autocommit at the driver: reads run each statement in its own implicit
+        # transaction, and writes say BEGIN IMMEDIATE themselves (_SqliteWrites).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -81,14 +84,6 @@ def _sqlite_connection_setup(engine: sa.Engine) -> None:
         # that bounds the WAL (about 40 MB) should that thread ever fall behind.
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        # A write takes the lock up front: a deferred transaction that upgrades later
-        # fails with SQLITE_BUSY instead of waiting. A read runs each statement in its
-        # own implicit transaction: nothing to roll back, and two round trips saved.
-        if conn.get_execution_options().get("waypost_write", False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Connection:
@@ -127,8 +122,9 @@ class _AsyncConnection(Connection):
 class _InlineConnection(Connection):
     """SQLite on the event loop itself. A local SQLite statement takes microseconds, far
     less than handing it to a thread and back, which is what an async SQLite driver does.
-    Within one process the loop then serializes transactions, so writers never wait on
-    each other. The price is one rule: never await real I/O inside a transaction."""
+    Transactions therefore never await real I/O (keep network calls outside them):
+    reads run on one shared connection in autocommit, and writes take turns on another
+    (_SqliteWrites)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
@@ -175,7 +171,10 @@ class _Checkpointer:
 
 class _SqliteReads:
     """Reads share one connection per process, in autocommit: each statement is its own
-    implicit transaction, so there is no checkout, BEGIN or COMMIT on the hot path."""
+    implicit transaction, so there is no checkout, BEGIN or COMMIT on the hot path.
+    (SQLAlchemy still counts the connection as "in a transaction"; with the driver in
+    autocommit that holds nothing in SQLite, so it is only ended after an error, which
+    SQLAlchemy would otherwise keep reporting on every later statement.)"""
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
@@ -186,9 +185,52 @@ class _SqliteReads:
             self._conn = self._engine.connect()
         return _InlineConnection(self._conn)
 
-    async def __aexit__(self, *_exc: object) -> None:
-        assert self._conn is not None
-        self._conn.rollback()  # ends SQLAlchemy's bookkeeping; SQLite has nothing open
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is not None and self._conn is not None:
+            self._conn.rollback()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _SqliteWrites:
+    """Writes take turns on one connection per process. The turn is an asyncio lock, so
+    a writer that ever awaited inside its transaction would make the next one wait its
+    turn on the event loop, never block the loop on SQLite's busy timeout."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn: sa.Connection | None = None
+        self._transaction: sa.RootTransaction | None = None
+        self._turn = asyncio.Lock()
+
+    async def __aenter__(self) -> Connection:
+        await self._turn.acquire()
+        try:
+            if self._conn is None or self._conn.invalidated:
+                self._conn = self._engine.connect()
+            self._transaction = self._conn.begin()
+            # Take the write lock up front: a deferred transaction that upgrades later
+            # fails with SQLITE_BUSY instead of waiting. (Issued here rather than from a
+            # "begin" event: any connection event slows every statement down.)
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._turn.release()
+            raise
+        return _InlineConnection(self._conn)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        try:
+            assert self._transaction is not None
+            if exc_type is None:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        finally:
+            self._transaction = None
+            self._turn.release()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -208,6 +250,7 @@ class Database:
             self._sync_engine = sa.create_engine(url, pool_size=pool_size)
             _sqlite_connection_setup(self._sync_engine)
             self._sqlite_reads = _SqliteReads(self._sync_engine)
+            self._sqlite_writes = _SqliteWrites(self._sync_engine)
             self._checkpointer = (
                 _Checkpointer(url.database) if url.database not in (None, "", ":memory:") else None
             )
@@ -222,12 +265,6 @@ class Database:
 
     @asynccontextmanager
     async def _transaction(self, write: bool) -> AsyncIterator[Connection]:
-        if self._sync_engine is not None:
-            with self._sync_engine.connect() as sync_conn:
-                sync_conn.execution_options(waypost_write=write)
-                with sync_conn.begin():
-                    yield _InlineConnection(sync_conn)
-            return
         assert self._async_engine is not None
         engine = self._async_engine if write else self._async_reads
         async with engine.connect() as conn, conn.begin():
@@ -239,6 +276,8 @@ class Database:
         return self._transaction(write=False)
 
     def write(self) -> AbstractAsyncContextManager[Connection]:
+        if self._sync_engine is not None:
+            return self._sqlite_writes
         return self._transaction(write=True)
 
     async def ping(self) -> None:
@@ -248,6 +287,7 @@ class Database:
     async def close(self) -> None:
         if self._sync_engine is not None:
             self._sqlite_reads.close()
+            self._sqlite_writes.close()
             if self._checkpointer is not None:
                 self._checkpointer.stop()
             self._sync_engine.dispose()
