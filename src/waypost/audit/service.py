@@ -21,6 +21,9 @@ REDACTED = "changed"  # how a secret's change appears in `details`: never its va
 MAX_PAGE = 50
 
 
+_insert = audit_events.insert()  # built once: SQLAlchemy reuses its compiled form
+
+
 @dataclass
 class Event:
     type: str
@@ -46,7 +49,7 @@ class Actor:
 
 async def record(conn: Connection, actor: Actor, event: Event) -> None:
     await conn.execute(
-        audit_events.insert(),
+        _insert,
         {
             "id": new_id(),
             "organization_id": actor.organization_id,

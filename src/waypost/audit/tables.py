@@ -6,7 +6,8 @@ audit_events = sa.Table(
     "audit_events",
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    # Generated here (UUIDv7); no unique index, which would cost every write a page.
+    sa.Column("id", sa.String(36), nullable=False),
     sa.Column("organization_id", sa.Integer, nullable=False),
     # Null when the command line made the change.
     sa.Column("user_id", sa.String(36), nullable=True),
@@ -16,5 +17,6 @@ audit_events = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("details", sa.JSON, nullable=False),
-    sa.Index("ix_audit_events_org_created", "organization_id", "created_at"),
+    # Searches filter by organization and read newest first.
+    sa.Index("ix_audit_events_org_seq", "organization_id", "seq"),
 )

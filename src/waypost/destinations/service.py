@@ -60,6 +60,7 @@ _destination_by_id = (
         environments.c.organization_id == sa.bindparam("organization_id"),
     )
 )
+_insert = destinations.insert()
 _destination_by_id_for_update = _destination_by_id.with_for_update(of=destinations)
 _page = (
     sa.select(destinations)
@@ -217,7 +218,7 @@ async def create(
             "updated_at": created,
         }
         try:
-            await conn.execute(destinations.insert(), values)
+            await conn.execute(_insert, values)
         except sa.exc.IntegrityError as exc:
             if is_unique_violation(exc):
                 raise Conflict(f"A destination with id {destination_id} already exists.") from exc

@@ -50,7 +50,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("id", sa.String(36), nullable=False, unique=True),
+        sa.Column("id", sa.String(36), nullable=False),
         sa.Column("organization_id", sa.Integer, nullable=False),
         sa.Column("user_id", sa.String(36), nullable=True),
         sa.Column("request_ip", sa.String(64), nullable=True),
@@ -60,6 +60,4 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("details", sa.JSON, nullable=False),
     )
-    op.create_index(
-        "ix_audit_events_org_created", "audit_events", ["organization_id", "created_at"]
-    )
+    op.create_index("ix_audit_events_org_seq", "audit_events", ["organization_id", "seq"])
