@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from functools import cache
 from typing import Any
 
@@ -11,8 +9,6 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-
-from tests.support import Server
 
 API = "/platform/v1"
 JSON = "application/json"
@@ -164,28 +160,3 @@ def pem(key: PrivateKeyTypes, password: bytes | None = None) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     ).decode()
-
-
-def sqlite_bytes(server: Server) -> bytes:
-    """The raw bytes of the SQLite database file and its write-ahead log.
-
-    Read by another process: closing any descriptor of the database file in this process
-    would drop the POSIX locks the running server (a thread here) holds on it, and let
-    other processes write to the database under its feet.
-    """
-    url = server.settings.resolved_database_url()
-    assert url.startswith("sqlite:///"), url
-    path = url.removeprefix("sqlite:///")
-    read = (
-        "import pathlib, sys\n"
-        "for name in sys.argv[1:]:\n"
-        "    p = pathlib.Path(name)\n"
-        "    sys.stdout.buffer.write(p.read_bytes() if p.exists() else b'')\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", read, path, f"{path}-wal", f"{path}-journal"],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout

@@ -35,9 +35,8 @@ from tests.credentials.helpers import (
     problem,
     rsa_key,
     smart_fields,
-    sqlite_bytes,
 )
-from tests.support import Org, Server
+from tests.support import Org, Server, sqlite_bytes
 from waypost.credentials.tables import auth_credentials
 from waypost.db import Database
 

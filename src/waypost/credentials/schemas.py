@@ -8,9 +8,7 @@ may use depends on its strategy, which the service checks, naming the field.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -19,17 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     PlainValidator,
     StrictInt,
     WithJsonSchema,
 )
-from pydantic.alias_generators import to_camel
 
-from waypost.http import Meta
+from waypost.fields import HttpUrl, Name, has_control, storable
+from waypost.http import Meta, WireModel
 
-MAX_URL_LENGTH = 2048
 MAX_PRIVATE_KEY_LENGTH = 16 * 1024
 MAX_EXPIRATION_SECONDS = 366 * 24 * 3600
 MIN_RSA_BITS = 2048
@@ -59,71 +55,21 @@ _RESERVED_HEADERS = frozenset(
 )
 
 
-class WireRequest(BaseModel):
-    # A typo in a field name must fail loudly rather than be dropped.
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True
-    )
-
-
-def _storable(value: str) -> str:
-    """Text both databases can keep: no NUL (PostgreSQL refuses it) and no lone
-    surrogate (not encodable as UTF-8)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    return value
-
-
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in value)
-
-
-def _name(value: str) -> str:
-    value = _storable(value).strip()
-    if not 1 <= len(value) <= 255:
-        raise ValueError("must be 1 to 255 characters after trimming spaces")
-    if _has_control(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 def _text(limit: int) -> AfterValidator:
     """Single-line text of 1 to `limit` characters. Surrounding whitespace is refused
     rather than trimmed: pasted into a secret, it is a classic cause of failed logins."""
 
     def check(value: str) -> str:
-        _storable(value)
+        storable(value)
         if not 1 <= len(value) <= limit:
             raise ValueError(f"must be 1 to {limit} characters")
-        if _has_control(value):
+        if has_control(value):
             raise ValueError("must not contain control characters or line breaks")
         if value != value.strip():
             raise ValueError("must not start or end with whitespace")
         return value
 
     return AfterValidator(check)
-
-
-def _token_url(value: str) -> str:
-    if len(value) > MAX_URL_LENGTH:
-        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
-    _storable(value)
-    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError("must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http:// or https:// URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry a user name or password; use the credential's fields")
-    return value
 
 
 def _field_name(value: str) -> str:
@@ -186,7 +132,7 @@ def signing_algorithm(private_key_pem: str) -> str:
 
 
 def _private_key(value: str) -> str:
-    _storable(value)
+    storable(value)
     if len(value) > MAX_PRIVATE_KEY_LENGTH:
         raise ValueError(f"must be at most {MAX_PRIVATE_KEY_LENGTH} characters")
     value = value.strip()
@@ -194,13 +140,11 @@ def _private_key(value: str) -> str:
     return value + "\n"
 
 
-Name = Annotated[str, AfterValidator(_name)]
 NoBasic = Annotated[
     bool,
     PlainValidator(_no_basic),
     WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]}]}),
 ]
-TokenUrl = Annotated[str, AfterValidator(_token_url)]
 FieldName = Annotated[str, AfterValidator(_field_name)]
 ShortText = Annotated[str, _text(255)]
 Text = Annotated[str, _text(2048)]
@@ -208,11 +152,11 @@ Secret = Annotated[str, _text(4096)]
 StrategyField = Literal["OAuth_2.0_2-legged", "SMART_Backend", "ApiKeyHeader", "BasicAuth"]
 
 
-class CredentialFields(WireRequest):
+class CredentialFields(WireModel):
     """Every strategy field. Which ones a credential takes depends on its strategy."""
 
     grant_type: Literal["client_credentials"] | None = None
-    url: TokenUrl | None = Field(default=None, description="The token URL.")
+    url: HttpUrl | None = Field(default=None, description="The token URL.")
     grant_type_name: FieldName | None = None
     client_id_name: FieldName | None = None
     client_secret_name: FieldName | None = None

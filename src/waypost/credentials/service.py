@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
@@ -31,9 +30,10 @@ from waypost.credentials.tables import auth_credentials
 from waypost.credentials.tokens import TokenError, fetch_token
 from waypost.crypto import SecretBox, SecretKeyError
 from waypost.db import Connection, canonical_id, new_id, now
-from waypost.http import Conflict, Invalid, NotFound
-from waypost.organizations.service import EnvironmentFlag
-from waypost.organizations.tables import environment_roles, environments
+from waypost.fields import https_refusal
+from waypost.http import Conflict, Invalid
+from waypost.organizations.service import caller_params, caller_role, environment_access
+from waypost.organizations.tables import environments
 from waypost.runtime import Runtime
 
 _WHAT = "auth credential"
@@ -41,21 +41,8 @@ _WHAT = "auth credential"
 _NAMED_IN_CONFLICT = 10
 
 # Statements are built once: SQLAlchemy then reuses their compiled form.
-_caller_role = (
-    sa.select(environment_roles.c.role)
-    .where(
-        environment_roles.c.environment_id == environments.c.id,
-        environment_roles.c.user_id == sa.bindparam("user_id"),
-    )
-    .scalar_subquery()
-    .label("role")
-)
-_environment_by_id = sa.select(environments.c.id, environments.c.flag, _caller_role).where(
-    environments.c.id == sa.bindparam("environment_id"),
-    environments.c.organization_id == sa.bindparam("organization_id"),
-)
 _credential_by_id = (
-    sa.select(auth_credentials, environments.c.flag, environments.c.organization_id, _caller_role)
+    sa.select(auth_credentials, environments.c.flag, environments.c.organization_id, caller_role)
     .join(environments, environments.c.id == auth_credentials.c.environment_id)
     .where(
         auth_credentials.c.id == sa.bindparam("credential_id"),
@@ -122,30 +109,11 @@ def view(row: Mapping[Any, Any], organization_id: int) -> dict[str, Any]:
     return shown
 
 
-def _caller(principal: Principal) -> dict[str, Any]:
-    return {"user_id": principal.user_id, "organization_id": principal.organization_id}
-
-
-async def _environment_access(
-    conn: Connection, principal: Principal, environment_id: str, action: Action
-) -> Any:
-    params = {**_caller(principal), "environment_id": canonical_id(environment_id)}
-    row = (
-        (await conn.execute(_environment_by_id, params)).first()
-        if params["environment_id"]
-        else None
-    )
-    if row is None or row.role is None:
-        raise NotFound("No environment with this id is visible to you.")
-    require_environment_role(row.role, action, what=_WHAT)
-    return row
-
-
 async def _credential_access(
     conn: Connection, principal: Principal, credential_id: str, action: Action, *, lock: bool
 ) -> Any:
     query = _credential_by_id_for_update if lock else _credential_by_id
-    params = {**_caller(principal), "credential_id": canonical_id(credential_id)}
+    params = {**caller_params(principal), "credential_id": canonical_id(credential_id)}
     row = (await conn.execute(query, params)).first() if params["credential_id"] else None
     require_environment_role(row.role if row else None, action, what=_WHAT)
     return row
@@ -186,9 +154,8 @@ def _check(
         for name in strategy.required
         if name not in settings and name not in secret_names
     ]
-    url = settings.get("url")
-    if url is not None and flag != EnvironmentFlag.DEVELOPMENT and urlsplit(url).scheme != "https":
-        errors.append(("url", f"must use https:// in a {flag} environment"))
+    if (refusal := https_refusal(settings.get("url"), flag)) is not None:
+        errors.append(("url", refusal))
     custom_name, custom_value = settings.get("customFieldName"), settings.get("customFieldValue")
     if (custom_name is None) != (custom_value is None):
         missing = "customFieldValue" if custom_value is None else "customFieldName"
@@ -244,8 +211,8 @@ async def create(rt: Runtime, principal: Principal, body: CredentialCreate) -> d
     created = now()
     async with audited_write(rt.db, principal, "auth-credential-created") as (conn, event):
         event.details["authCredentialId"] = credential_id
-        environment = await _environment_access(
-            conn, principal, str(body.environment_id), Action.WRITE
+        environment = await environment_access(
+            conn, principal, str(body.environment_id), Action.WRITE, what=_WHAT
         )
         if body.organization is not None and body.organization != principal.organization_id:
             raise Invalid(
@@ -281,7 +248,9 @@ async def list_in_environment(
     rt: Runtime, principal: Principal, environment_id: str
 ) -> list[dict[str, Any]]:
     async with rt.db.read() as conn:
-        environment = await _environment_access(conn, principal, environment_id, Action.READ)
+        environment = await environment_access(
+            conn, principal, environment_id, Action.READ, what=_WHAT
+        )
         rows = (await conn.execute(_in_environment_list, {"environment_id": environment.id})).all()
     return [view(r._mapping, principal.organization_id) for r in rows]
 

@@ -4,74 +4,20 @@ environment (HTTPS outside Development, one type per destination) live in the se
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from waypost.fields import HttpUrl, Name, StorableJson, storable
 from waypost.http import Meta, WireModel
 from waypost.organizations.service import EnvironmentFlag
 
-MAX_ENDPOINT_LENGTH = 2048
 # Checked with fullmatch: `$` alone would let a trailing newline through.
 _STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
 # Visible ASCII only: the token travels in an HTTP header on every request.
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
-
-
-def _storable(value: str) -> str:
-    """Text both databases can keep: no NUL (PostgreSQL refuses it) and no lone
-    surrogate (not encodable as UTF-8)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    return value
-
-
-def _storable_json(value: Any) -> Any:
-    if isinstance(value, str):
-        _storable(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable_json(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable_json(item)
-    return value
-
-
-def _name(value: str) -> str:
-    value = _storable(value).strip()
-    if not 1 <= len(value) <= 255:
-        raise ValueError("must be 1 to 255 characters after trimming spaces")
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-def _endpoint(value: str) -> str:
-    if len(value) > MAX_ENDPOINT_LENGTH:
-        raise ValueError(f"must be at most {MAX_ENDPOINT_LENGTH} characters")
-    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
-        raise ValueError("must not contain spaces or control characters")
-    _storable(value)
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an absolute http:// or https:// URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not carry credentials; attach an auth credential instead")
-    return value
 
 
 def _verification_token(value: str) -> str:
@@ -100,7 +46,7 @@ def _file_name_prefix(value: str) -> str:
         raise ValueError("must be at most 512 characters")
     if value.startswith("/"):
         raise ValueError("must not start with '/'")
-    _storable(value)
+    storable(value)
     if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in value):
         raise ValueError("must not contain control characters or backslashes")
     segments = value.split("/")
@@ -110,13 +56,11 @@ def _file_name_prefix(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_name)]
-Endpoint = Annotated[str, AfterValidator(_endpoint)]
 VerificationToken = Annotated[str, AfterValidator(_verification_token)]
 
 
 class EnvironmentRef(WireModel):
-    id: Annotated[str, AfterValidator(_storable)] | None = None
+    id: Annotated[str, AfterValidator(storable)] | None = None
     environment_flag: EnvironmentFlag | None = None
 
 
@@ -133,16 +77,16 @@ class CloudProviderSettings(WireModel):
 
 
 class SetupState(WireModel):
-    step: Annotated[str, StringConstraints(max_length=255), AfterValidator(_storable)]
+    step: Annotated[str, StringConstraints(max_length=255), AfterValidator(storable)]
     # A draft copy of the destination, kept as the client sent it.
-    destination: Annotated[dict[str, Any], AfterValidator(_storable_json)] | None = None
+    destination: Annotated[dict[str, Any], StorableJson] | None = None
 
 
 class DestinationCreate(WireModel):
     id: UUID | None = None
     name: Name
     auth_credential: UUID | None = None
-    endpoint: Endpoint | None = None
+    endpoint: HttpUrl | None = None
     environment: EnvironmentRef | None = None
     cloud_provider_settings: CloudProviderSettings | None = None
     setup_state: SetupState | None = None
@@ -156,14 +100,14 @@ class DestinationUpdate(WireModel):
 
     name: Name | None = None
     auth_credential: UUID | None = None
-    endpoint: Endpoint | None = None
+    endpoint: HttpUrl | None = None
     verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
 
 
 class VerifyRequest(WireModel):
     """Fields given here are saved before the handshake runs."""
 
-    endpoint: Endpoint | None = None
+    endpoint: HttpUrl | None = None
     verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
     verification_method: Literal["GET", "POST"] | None = Field(
         default=None, description="How the challenge is sent; POST when never set."

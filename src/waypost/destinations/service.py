@@ -6,7 +6,6 @@ import base64
 import binascii
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -21,9 +20,15 @@ from waypost.db import Connection, canonical_id, is_unique_violation, new_id, no
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
 from waypost.destinations.verification import handshake
+from waypost.fields import https_refusal
 from waypost.http import Conflict, Invalid
-from waypost.organizations.service import EnvironmentFlag
-from waypost.organizations.tables import environment_roles, environments
+from waypost.organizations.service import (
+    EnvironmentFlag,
+    caller_params,
+    caller_role,
+    environment_access,
+)
+from waypost.organizations.tables import environments
 from waypost.runtime import Runtime
 
 MAX_PAGE = 1000
@@ -39,21 +44,8 @@ _WHAT = "destination"
 
 
 # Statements are built once: SQLAlchemy then reuses their compiled form.
-_caller_role = (
-    sa.select(environment_roles.c.role)
-    .where(
-        environment_roles.c.environment_id == environments.c.id,
-        environment_roles.c.user_id == sa.bindparam("user_id"),
-    )
-    .scalar_subquery()
-    .label("role")
-)
-_environment_by_id = sa.select(environments.c.id, environments.c.flag, _caller_role).where(
-    environments.c.id == sa.bindparam("environment_id"),
-    environments.c.organization_id == sa.bindparam("organization_id"),
-)
 _destination_by_id = (
-    sa.select(destinations, environments.c.flag, _caller_role)
+    sa.select(destinations, environments.c.flag, caller_role)
     .join(environments, environments.c.id == destinations.c.environment_id)
     .where(
         destinations.c.id == sa.bindparam("destination_id"),
@@ -81,29 +73,11 @@ _record_verification = destinations.update().where(
 _delete_by_seq = destinations.delete().where(destinations.c.seq == sa.bindparam("row_seq"))
 
 
-def _caller(principal: Principal) -> dict[str, Any]:
-    return {"user_id": principal.user_id, "organization_id": principal.organization_id}
-
-
-async def _environment_access(
-    conn: Connection, principal: Principal, environment_id: str, action: Action
-) -> Any:
-    """Checks the caller's role in the environment; returns its `id` and `flag`."""
-    params = {**_caller(principal), "environment_id": canonical_id(environment_id)}
-    row = (
-        (await conn.execute(_environment_by_id, params)).first()
-        if params["environment_id"]
-        else None
-    )
-    require_environment_role(row.role if row else None, action, what=_WHAT)
-    return row
-
-
 async def _destination_access(
     conn: Connection, principal: Principal, destination_id: str, action: Action
 ) -> Any:
     query = _destination_by_id_for_update if action is Action.WRITE else _destination_by_id
-    params = {**_caller(principal), "destination_id": canonical_id(destination_id)}
+    params = {**caller_params(principal), "destination_id": canonical_id(destination_id)}
     row = (await conn.execute(query, params)).first() if params["destination_id"] else None
     require_environment_role(row.role if row else None, action, what=_WHAT)
     return row
@@ -143,10 +117,8 @@ def _verification_view(row: Mapping[Any, Any]) -> dict[str, Any] | None:
 
 
 def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
-    if endpoint is None or flag == EnvironmentFlag.DEVELOPMENT:
-        return
-    if urlsplit(endpoint).scheme != "https":
-        raise Invalid("endpoint", f"must use https:// in a {flag} environment")
+    if (refusal := https_refusal(endpoint, flag)) is not None:
+        raise Invalid("endpoint", refusal)
 
 
 async def _check_auth_credential(
@@ -184,7 +156,9 @@ async def create(
     destination_id = str(body.id) if body.id else new_id()
     created = now()
     async with audited_write(rt.db, principal, "destination-created") as (conn, event):
-        environment = await _environment_access(conn, principal, environment_id, Action.WRITE)
+        environment = await environment_access(
+            conn, principal, environment_id, Action.WRITE, what=_WHAT
+        )
         flag = environment.flag
         if body.environment is not None:
             given_id = body.environment.id
@@ -255,7 +229,9 @@ async def list_page(
     """One page in creation order, and the cursor of the next page if there is one."""
     after = decode_cursor(cursor) if cursor is not None else 0
     async with rt.db.read() as conn:
-        environment = await _environment_access(conn, principal, environment_id, Action.READ)
+        environment = await environment_access(
+            conn, principal, environment_id, Action.READ, what=_WHAT
+        )
         rows = (
             await conn.execute(
                 _page, {"environment_id": environment.id, "after": after, "limit": count + 1}

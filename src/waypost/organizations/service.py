@@ -8,10 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from waypost.auth.permissions import EnvRole, OrgRole
+from waypost.auth.permissions import Action, EnvRole, OrgRole, require_environment_role
 from waypost.auth.principals import Principal
 from waypost.auth.service import UnknownError, issue_token
-from waypost.db import Database, is_unique_violation, new_id, now
+from waypost.db import Connection, Database, canonical_id, is_unique_violation, new_id, now
 from waypost.http import NotFound
 from waypost.organizations.tables import environment_roles, environments, organizations, users
 
@@ -53,6 +53,43 @@ class NewUser:
     user: dict[str, Any]
     token_id: str
     token: str
+
+
+# The caller's role in the environment of the row being queried: features join this
+# into their own lookups, so that one statement finds a resource and checks access.
+caller_role = (
+    sa.select(environment_roles.c.role)
+    .where(
+        environment_roles.c.environment_id == environments.c.id,
+        environment_roles.c.user_id == sa.bindparam("user_id"),
+    )
+    .scalar_subquery()
+    .label("role")
+)
+_environment_with_role = sa.select(environments.c.id, environments.c.flag, caller_role).where(
+    environments.c.id == sa.bindparam("environment_id"),
+    environments.c.organization_id == sa.bindparam("organization_id"),
+)
+
+
+def caller_params(principal: Principal) -> dict[str, Any]:
+    """The parameters `caller_role` needs."""
+    return {"user_id": principal.user_id, "organization_id": principal.organization_id}
+
+
+async def environment_access(
+    conn: Connection, principal: Principal, environment_id: str, action: Action, *, what: str
+) -> Any:
+    """Checks the caller's role in an environment; returns its `id` and `flag`."""
+    key = canonical_id(environment_id)
+    row = None
+    if key is not None:
+        params = {**caller_params(principal), "environment_id": key}
+        row = (await conn.execute(_environment_with_role, params)).first()
+    if row is None or row.role is None:
+        raise NotFound("No environment with this id is visible to you.")
+    require_environment_role(row.role, action, what=what)
+    return row
 
 
 def environment_view(row: Any) -> dict[str, Any]:
