@@ -327,6 +327,36 @@ def test_successful_verification_is_recorded(org: Org, echo_receiver: str) -> No
     assert secret not in audit_response(org).text
 
 
+CLOUD = {
+    "typeId": "azure",
+    "productId": "databricks",
+    "settings": {"storageAccountName": "acmedata", "containerName": "inbound"},
+}
+
+
+@pytest.mark.parametrize(
+    ("create", "verify_body", "reason_word"),
+    [
+        ({"name": "cloud", "cloudProviderSettings": CLOUD}, {}, "cloud"),
+        ({"name": "prod"}, {"endpoint": "http://x.test/"}, "https"),
+    ],
+    ids=["cloud-destination", "http-in-production"],
+)
+def test_refused_verification_is_recorded(
+    org: Org, create: dict[str, Any], verify_body: dict[str, Any], reason_word: str
+) -> None:
+    with org.client() as api:
+        created = api.post(env_destinations(org.prod), json=create)
+        assert created.status_code == 201, created.text
+        destination_id = created.json()["payload"]["destination"]["id"]
+        refused = api.post(f"{API}/destinations/{destination_id}/verify", json=verify_body)
+        assert refused.status_code == 422, refused.text
+    event = audit_events(org)[0]
+    assert (event["type"], event["status"]) == ("destination-verified", "failed")
+    assert event["details"]["destinationId"] == destination_id
+    assert reason_word in event["details"]["reason"]
+
+
 def test_role_changes_are_recorded(org: Org) -> None:
     user = make_user(org, "member")
     admin = make_user(org, "admin")

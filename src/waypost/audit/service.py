@@ -15,7 +15,7 @@ from waypost.audit.tables import audit_events
 from waypost.auth.permissions import OrgRole, require_org_role
 from waypost.auth.principals import Principal
 from waypost.db import Connection, Database, new_id, now
-from waypost.http import Forbidden, Invalid, NotFound
+from waypost.http import Forbidden, Invalid, NotFound, ProblemError
 
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
 MAX_PAGE = 50
@@ -66,17 +66,22 @@ async def record(conn: Connection, actor: Actor, event: Event) -> None:
 
 @asynccontextmanager
 async def audited_write(
-    db: Database, principal: Principal, event_type: str, *, record_success: bool = True
+    db: Database,
+    principal: Principal,
+    event_type: str,
+    *,
+    record_success: bool = True,
+    refusals: tuple[type[ProblemError], ...] = (Forbidden,),
 ) -> AsyncIterator[tuple[Connection, Event]]:
-    """A write transaction whose event is recorded inside it. A refusal (403) rolls the
-    change back and is recorded on its own, with status `failed`."""
+    """A write transaction whose event is recorded inside it. A refusal (by default a
+    403) rolls the change back and is recorded on its own, with status `failed`."""
     event = Event(event_type)
     try:
         async with db.write() as conn:
             yield conn, event
             if record_success:
                 await record(conn, Actor.of(principal), event)
-    except Forbidden as exc:
+    except refusals as exc:
         await record_failure(db, principal, event, exc.detail)
         raise
 

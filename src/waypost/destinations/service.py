@@ -21,7 +21,7 @@ from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, V
 from waypost.destinations.tables import destinations
 from waypost.destinations.verification import handshake
 from waypost.fields import https_refusal
-from waypost.http import Conflict, Invalid
+from waypost.http import Conflict, Forbidden, Invalid
 from waypost.organizations.service import (
     EnvironmentFlag,
     caller_params,
@@ -335,7 +335,15 @@ async def verify(
     database. The outcome is recorded only if endpoint and token are still the ones
     that were checked.
     """
-    verify_event = audited_write(rt.db, principal, "destination-verified", record_success=False)
+    # Every verify call leaves a trace, refused or not: a 403, a body that breaks a rule,
+    # a cloud destination, and (below) missing fields and failed handshakes.
+    verify_event = audited_write(
+        rt.db,
+        principal,
+        "destination-verified",
+        record_success=False,
+        refusals=(Forbidden, Invalid),
+    )
     async with verify_event as (conn, event):
         event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
