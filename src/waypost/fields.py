@@ -80,5 +80,4 @@ def https_refusal(url: str | None, environment_flag: str) -> str | None:
 Name = Annotated[str, AfterValidator(_name)]
 # An absolute http(s) URL of at most 2048 characters, without credentials in it.
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
-StorableText = Annotated[str, AfterValidator(storable)]
 StorableJson = AfterValidator(storable_json)

@@ -101,10 +101,6 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-class BadRequest(ProblemError):
-    status, title, slug = 400, "Bad Request", "bad-request"
-
-
 class Unauthorized(ProblemError):
     status, title, slug = 401, "Unauthorized", "unauthorized"
 
