@@ -9,11 +9,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -94,8 +95,83 @@ def _sqlite_connection_setup(engine: sa.Engine) -> None:
         cursor.close()
 
 
+class Prepared:
+    """A statement built once and run on every request: the hot paths' lookups and inserts.
+
+    SQLAlchemy's bookkeeping for each execution (an execution context, result metadata,
+    row objects) costs several times what a local SQLite statement itself takes. On SQLite
+    a prepared statement therefore runs straight on the driver: compiled once per set of
+    parameter names (they decide an INSERT's columns), with SQLAlchemy's own type
+    processors applied to parameters and results. On PostgreSQL it runs through
+    SQLAlchemy like any other statement. Run one with `Connection.first` or `.run`.
+    """
+
+    def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
+        self.statement = statement
+        self._plans: dict[frozenset[str], _SqlitePlan] = {}
+
+    def sqlite_plan(self, dialect: sa.Dialect, names: frozenset[str]) -> _SqlitePlan:
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = self._plans[names] = _SqlitePlan.compile(self.statement, dialect, names)
+        return plan
+
+
+_REQUIRED = object()
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _SqlitePlan:
+    sql: str
+    binds: tuple[tuple[str, Any, Processor], ...]  # name, default or _REQUIRED, processor
+    columns: tuple[str, ...]
+    results: tuple[Processor, ...] | None  # None when no column needs converting
+
+    @classmethod
+    def compile(
+        cls,
+        statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete,
+        dialect: sa.Dialect,
+        names: frozenset[str],
+    ) -> _SqlitePlan:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(names))
+        if compiled.insert_prefetch or compiled.post_compile_params:
+            # Column defaults and expanding parameters need SQLAlchemy's execution context.
+            raise ValueError(f"not a statement to prepare: {statement}")
+        binds = []
+        for name in compiled.positiontup or ():
+            param = compiled.binds[name]
+            default = _REQUIRED if param.required else param.effective_value
+            binds.append((name, default, param.type.dialect_impl(dialect).bind_processor(dialect)))
+        selected = getattr(statement, "selected_columns", None)
+        returned = list(selected) if selected is not None else []
+        columns = tuple(selected.keys()) if selected is not None else ()
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"prepared statements need distinct column names: {columns}")
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned
+        )
+        return cls(str(compiled), tuple(binds), columns, results if any(results) else None)
+
+    def parameters(self, given: Mapping[str, Any]) -> list[Any]:
+        values = []
+        for name, default, process in self.binds:
+            value = given[name] if default is _REQUIRED else given.get(name, default)
+            values.append(process(value) if process is not None else value)
+        return values
+
+    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+        if self.results is not None:
+            values = [
+                p(v) if p is not None else v for p, v in zip(self.results, values, strict=True)
+            ]
+        return dict(zip(self.columns, values, strict=True))
+
+
 class Connection:
-    """What services use inside a transaction: `execute` and `scalar`, awaited.
+    """What services use inside a transaction, awaited: `execute` and `scalar` for any
+    statement, `first` and `run` for a `Prepared` one.
 
     Two implementations, chosen by the engine: PostgreSQL runs them on an async driver;
     SQLite runs them inline (see `_InlineConnection`).
@@ -107,6 +183,16 @@ class Connection:
     async def scalar(
         self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
+        raise NotImplementedError
+
+    async def first(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The first row, by column name, or None."""
+        raise NotImplementedError
+
+    async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
+        """Runs an INSERT, UPDATE or DELETE; returns the number of rows it touched."""
         raise NotImplementedError
 
 
@@ -126,6 +212,15 @@ class _AsyncConnection(Connection):
     ) -> Any:
         return await self._conn.scalar(statement, parameters)
 
+    async def first(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        row = (await self._conn.execute(prepared.statement, parameters)).mappings().first()
+        return cast(Mapping[str, Any] | None, row)
+
+    async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
+        return (await self._conn.execute(prepared.statement, parameters)).rowcount
+
 
 class _InlineConnection(Connection):
     """SQLite on the event loop itself. A local SQLite statement takes microseconds, far
@@ -135,15 +230,36 @@ class _InlineConnection(Connection):
     (_SqliteWrites)."""
 
     def __init__(self, conn: sa.Connection) -> None:
-        self._conn = conn
+        self.sa = conn
+        self.driver: sqlite3.Connection = conn.connection.dbapi_connection  # type: ignore[assignment]
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
-        return self._conn.execute(statement, parameters)
+        return self.sa.execute(statement, parameters)
 
     async def scalar(
         self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
-        return self._conn.scalar(statement, parameters)
+        return self.sa.scalar(statement, parameters)
+
+    async def first(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        plan = prepared.sqlite_plan(self.sa.dialect, frozenset(parameters))
+        values = self._run(plan, parameters).fetchone()
+        return None if values is None else plan.row(values)
+
+    async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
+        plan = prepared.sqlite_plan(self.sa.dialect, frozenset(parameters))
+        return self._run(plan, parameters).rowcount
+
+    def _run(self, plan: _SqlitePlan, parameters: Mapping[str, Any]) -> sqlite3.Cursor:
+        values = plan.parameters(parameters)
+        try:
+            return self.driver.execute(plan.sql, values)
+        except sqlite3.Error as exc:
+            # The same exception SQLAlchemy raises (IntegrityError and so on), so that
+            # callers handle one kind whichever way a statement ran.
+            raise sa.exc.DBAPIError.instance(plan.sql, values, exc, sqlite3.Error) from exc
 
 
 class _Checkpointer:
@@ -177,57 +293,63 @@ class _Checkpointer:
         self._thread.join(timeout=5)
 
 
-class _SqliteReads:
+class _SqliteConnection:
+    """One connection of this process's, opened on first use and again after SQLAlchemy
+    has invalidated it."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._inline: _InlineConnection | None = None
+
+    def _connection(self) -> _InlineConnection:
+        if self._inline is None or self._inline.sa.invalidated:
+            self._inline = _InlineConnection(self._engine.connect())
+        return self._inline
+
+    def close(self) -> None:
+        if self._inline is not None:
+            self._inline.sa.close()
+            self._inline = None
+
+
+class _SqliteReads(_SqliteConnection):
     """Reads share one connection per process, in autocommit: each statement is its own
     implicit transaction, so there is no checkout, BEGIN or COMMIT on the hot path.
     (SQLAlchemy still counts the connection as "in a transaction"; with the driver in
     autocommit that holds nothing in SQLite, so it is only ended after an error, which
     SQLAlchemy would otherwise keep reporting on every later statement.)"""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._conn: sa.Connection | None = None
-
     async def __aenter__(self) -> Connection:
-        if self._conn is None or self._conn.invalidated:
-            self._conn = self._engine.connect()
-        return _InlineConnection(self._conn)
+        return self._connection()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
-        if exc_type is not None and self._conn is not None:
-            self._conn.rollback()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if exc_type is not None and self._inline is not None:
+            self._inline.sa.rollback()
 
 
-class _SqliteWrites:
+class _SqliteWrites(_SqliteConnection):
     """Writes take turns on one connection per process. The turn is an asyncio lock, so
     a writer that ever awaited inside its transaction would make the next one wait its
     turn on the event loop, never block the loop on SQLite's busy timeout."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-        self._conn: sa.Connection | None = None
+        super().__init__(engine)
         self._transaction: sa.RootTransaction | None = None
         self._turn = asyncio.Lock()
 
     async def __aenter__(self) -> Connection:
         await self._turn.acquire()
         try:
-            if self._conn is None or self._conn.invalidated:
-                self._conn = self._engine.connect()
-            self._transaction = self._conn.begin()
+            conn = self._connection()
+            self._transaction = conn.sa.begin()
             # Take the write lock up front: a deferred transaction that upgrades later
             # fails with SQLITE_BUSY instead of waiting. (Issued here rather than from a
             # "begin" event: any connection event slows every statement down.)
-            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.driver.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._turn.release()
             raise
-        return _InlineConnection(self._conn)
+        return conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
         try:
@@ -239,11 +361,6 @@ class _SqliteWrites:
         finally:
             self._transaction = None
             self._turn.release()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class Database:

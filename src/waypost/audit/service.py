@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from waypost.audit.tables import audit_events
 from waypost.auth.permissions import OrgRole, require_org_role
 from waypost.auth.principals import Principal
-from waypost.db import Connection, Database, new_id, now
+from waypost.db import Connection, Database, Prepared, new_id, now
 from waypost.http import Forbidden, Invalid, NotFound, ProblemError
 
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
 MAX_PAGE = 50
 
 
-_insert = audit_events.insert()  # built once: SQLAlchemy reuses its compiled form
+_insert = Prepared(audit_events.insert())
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Actor:
 
 
 async def record(conn: Connection, actor: Actor, event: Event) -> None:
-    await conn.execute(
+    await conn.run(
         _insert,
         {
             "id": new_id(),

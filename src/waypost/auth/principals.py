@@ -11,7 +11,7 @@ from fastapi.security import HTTPBearer
 
 from waypost.auth.tables import api_tokens
 from waypost.crypto import hash_api_token
-from waypost.db import now
+from waypost.db import Prepared, now
 from waypost.http import Unauthorized
 from waypost.organizations.tables import users
 from waypost.runtime import runtime
@@ -28,7 +28,7 @@ class Principal:
     route: str | None = None
 
 
-_principal_query = (
+_principal_query = Prepared(
     sa.select(users.c.id, users.c.organization_id, users.c.org_role)
     .select_from(api_tokens.join(users, users.c.id == api_tokens.c.user_id))
     .where(api_tokens.c.token_hash == sa.bindparam("token_hash"))
@@ -47,14 +47,14 @@ class BearerAuth(HTTPBearer):
             raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
         params = {"token_hash": hash_api_token(token.strip()), "now": now()}
         async with runtime(request).db.read() as conn:
-            row = (await conn.execute(_principal_query, params)).first()
+            row = await conn.first(_principal_query, params)
         if row is None:
             raise Unauthorized("The bearer token is unknown, expired or revoked.")
         route = request.scope.get("route")
         return Principal(
-            user_id=row.id,
-            organization_id=row.organization_id,
-            org_role=row.org_role,
+            user_id=row["id"],
+            organization_id=row["organization_id"],
+            org_role=row["org_role"],
             request_ip=request.client.host if request.client else None,
             route=f"{request.method} {route.path}" if route else request.url.path,
         )

@@ -223,10 +223,10 @@ async def create(rt: Runtime, principal: Principal, body: CredentialCreate) -> d
             raise Invalid.many(errors)
         settings = {k: v for k, v in given.items() if k not in strategy.secrets}
         secrets = {k: v for k, v in given.items() if k in strategy.secrets}
-        _check(strategy, environment.flag, settings, set(secrets))
+        _check(strategy, environment["flag"], settings, set(secrets))
         values = {
             "id": credential_id,
-            "environment_id": environment.id,
+            "environment_id": environment["id"],
             "name": body.name,
             "auth_strategy": strategy.name.value,
             "settings": settings,
@@ -236,7 +236,7 @@ async def create(rt: Runtime, principal: Principal, body: CredentialCreate) -> d
         }
         await conn.execute(auth_credentials.insert(), values)
         event.details.update(
-            environmentId=environment.id,
+            environmentId=environment["id"],
             name=body.name,
             authStrategy=strategy.name.value,
             fields=_audited(None, values),
@@ -251,7 +251,9 @@ async def list_in_environment(
         environment = await environment_access(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
-        rows = (await conn.execute(_in_environment_list, {"environment_id": environment.id})).all()
+        rows = (
+            await conn.execute(_in_environment_list, {"environment_id": environment["id"]})
+        ).all()
     return [view(r._mapping, principal.organization_id) for r in rows]
 
 

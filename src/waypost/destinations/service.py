@@ -16,7 +16,7 @@ from waypost.auth.permissions import Action, OrgRole, require_environment_role, 
 from waypost.auth.principals import Principal
 from waypost.credentials import service as credentials
 from waypost.crypto import SecretBox
-from waypost.db import Connection, canonical_id, is_unique_violation, new_id, now
+from waypost.db import Connection, Prepared, canonical_id, is_unique_violation, new_id, now
 from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
 from waypost.destinations.tables import destinations
 from waypost.destinations.verification import handshake
@@ -52,8 +52,9 @@ _destination_by_id = (
         environments.c.organization_id == sa.bindparam("organization_id"),
     )
 )
-_insert = destinations.insert()
-_destination_by_id_for_update = _destination_by_id.with_for_update(of=destinations)
+_read_access = Prepared(_destination_by_id)
+_write_access = Prepared(_destination_by_id.with_for_update(of=destinations))
+_insert = Prepared(destinations.insert())
 _page = (
     sa.select(destinations)
     .where(
@@ -76,10 +77,10 @@ _delete_by_seq = destinations.delete().where(destinations.c.seq == sa.bindparam(
 async def _destination_access(
     conn: Connection, principal: Principal, destination_id: str, action: Action
 ) -> Any:
-    query = _destination_by_id_for_update if action is Action.WRITE else _destination_by_id
+    query = _write_access if action is Action.WRITE else _read_access
     params = {**caller_params(principal), "destination_id": canonical_id(destination_id)}
-    row = (await conn.execute(query, params)).first() if params["destination_id"] else None
-    require_environment_role(row.role if row else None, action, what=_WHAT)
+    row = await conn.first(query, params) if params["destination_id"] else None
+    require_environment_role(row["role"] if row else None, action, what=_WHAT)
     return row
 
 
@@ -159,21 +160,21 @@ async def create(
         environment = await environment_access(
             conn, principal, environment_id, Action.WRITE, what=_WHAT
         )
-        flag = environment.flag
+        flag = environment["flag"]
         if body.environment is not None:
             given_id = body.environment.id
-            if given_id is not None and canonical_id(given_id) != environment.id:
+            if given_id is not None and canonical_id(given_id) != environment["id"]:
                 raise Invalid("environment.id", "must equal the environment id in the path")
             flag_given = body.environment.environment_flag
             if flag_given is not None and flag_given != flag:
                 raise Invalid("environment.environmentFlag", f"this environment is {flag}")
         _check_endpoint_scheme(body.endpoint, flag)
         auth_credential_id = await _check_auth_credential(
-            conn, environment.id, body.auth_credential
+            conn, environment["id"], body.auth_credential
         )
         values = {
             "id": destination_id,
-            "environment_id": environment.id,
+            "environment_id": environment["id"],
             "name": body.name,
             "endpoint": body.endpoint,
             "cloud_provider_settings": body.cloud_provider_settings.model_dump(
@@ -192,14 +193,14 @@ async def create(
             "updated_at": created,
         }
         try:
-            await conn.execute(_insert, values)
+            await conn.run(_insert, values)
         except sa.exc.IntegrityError as exc:
             if is_unique_violation(exc):
                 raise Conflict(f"A destination with id {destination_id} already exists.") from exc
             raise
         event.details = {
             "destinationId": destination_id,
-            "environmentId": environment.id,
+            "environmentId": environment["id"],
             "fields": _audited_fields({}, {k: v for k, v in values.items() if v is not None}),
         }
     return view(values, flag)
@@ -234,18 +235,18 @@ async def list_page(
         )
         rows = (
             await conn.execute(
-                _page, {"environment_id": environment.id, "after": after, "limit": count + 1}
+                _page, {"environment_id": environment["id"], "after": after, "limit": count + 1}
             )
         ).all()
     page = rows[:count]
     next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
-    return [view(r._mapping, environment.flag) for r in page], next_cursor
+    return [view(r._mapping, environment["flag"]) for r in page], next_cursor
 
 
 async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[str, Any]:
     async with rt.db.read() as conn:
         row = await _destination_access(conn, principal, destination_id, Action.READ)
-    return view(row._mapping, row.flag)
+    return view(row, row["flag"])
 
 
 async def _changes(
@@ -259,17 +260,17 @@ async def _changes(
         changes["name"] = given["name"]
     if "auth_credential" in given:
         changes["auth_credential_id"] = await _check_auth_credential(
-            conn, row.environment_id, given["auth_credential"]
+            conn, row["environment_id"], given["auth_credential"]
         )
     if "endpoint" in given:
-        if row.cloud_provider_settings is not None:
+        if row["cloud_provider_settings"] is not None:
             raise Invalid(
                 "endpoint", "this is a cloud destination; its type cannot change to a URL"
             )
-        _check_endpoint_scheme(given["endpoint"], row.flag)
+        _check_endpoint_scheme(given["endpoint"], row["flag"])
         changes["endpoint"] = given["endpoint"]
     if "verification_token" in given:
-        changes["verification_token"] = _seal_token(rt, row.id, given["verification_token"])
+        changes["verification_token"] = _seal_token(rt, row["id"], given["verification_token"])
     if "verification_method" in given:
         changes["verification_method"] = given["verification_method"]
     # A new address or secret has not been proven: the receiver must be verified again.
@@ -282,8 +283,8 @@ async def _save(conn: Connection, row: Any, changes: dict[str, Any]) -> Mapping[
     """Writes the changes and returns the row as it now stands."""
     if changes:
         changes["updated_at"] = now()
-        await conn.execute(_update_by_seq, {"row_seq": row.seq, **changes})
-    return {**row._mapping, **changes}
+        await conn.execute(_update_by_seq, {"row_seq": row["seq"], **changes})
+    return {**row, **changes}
 
 
 # Column -> wire name, for the audit trail; the verification token is a secret.
@@ -318,9 +319,9 @@ async def update(
         event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
         changes = await _changes(rt, conn, row, _given(body))
-        event.details["changes"] = _audited_fields(row._mapping, changes)
+        event.details["changes"] = _audited_fields(row, changes)
         saved = await _save(conn, row, changes)
-    return view(saved, row.flag)
+    return view(saved, row["flag"])
 
 
 async def verify(
@@ -347,13 +348,13 @@ async def verify(
     async with verify_event as (conn, event):
         event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        if row.cloud_provider_settings is not None:
+        if row["cloud_provider_settings"] is not None:
             raise Invalid(
                 "cloudProviderSettings",
                 "cloud destinations are verified by cloud delivery, which is not available yet",
             )
         changes = await _changes(rt, conn, row, _given(body))
-        event.details["changes"] = _audited_fields(row._mapping, changes)
+        event.details["changes"] = _audited_fields(row, changes)
         saved = await _save(conn, row, changes)
     missing = [
         (field, "is required to verify; set it on the destination or in this request")
@@ -388,7 +389,7 @@ async def verify(
         recorded = await conn.execute(
             _record_verification,
             {
-                "row_seq": row.seq,
+                "row_seq": row["seq"],
                 "checked_endpoint": saved["endpoint"],
                 "checked_token": saved["verification_token"],
                 **result,
@@ -400,7 +401,7 @@ async def verify(
         raise Conflict("The destination changed while it was being verified; verify again.")
     if outcome.error is not None:
         raise Invalid(outcome.error.field, outcome.error.message)
-    return view({**saved, **result}, row.flag)
+    return view({**saved, **result}, row["flag"])
 
 
 _using_credential = (
@@ -446,12 +447,12 @@ async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:
     async with audited_write(rt.db, principal, "destination-deleted") as (conn, event):
         event.details["destinationId"] = destination_id
         row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        event.details["name"] = row.name
-        if row.flag == EnvironmentFlag.PRODUCTION:
+        event.details["name"] = row["name"]
+        if row["flag"] == EnvironmentFlag.PRODUCTION:
             require_org_role(
                 principal.org_role,
                 {OrgRole.OWNER, OrgRole.ADMIN},
                 doing="Deleting a Production destination",
             )
-        await conn.execute(_delete_by_seq, {"row_seq": row.seq})
+        await conn.execute(_delete_by_seq, {"row_seq": row["seq"]})
     return f"Destination {destination_id} was deleted and no longer exists in its environment."

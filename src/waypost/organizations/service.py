@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from waypost.auth.permissions import Action, EnvRole, OrgRole, require_environment_role
 from waypost.auth.principals import Principal
 from waypost.auth.service import UnknownError, issue_token
-from waypost.db import Connection, Database, canonical_id, is_unique_violation, new_id, now
+from waypost.db import (
+    Connection,
+    Database,
+    Prepared,
+    canonical_id,
+    is_unique_violation,
+    new_id,
+    now,
+)
 from waypost.http import NotFound
 from waypost.organizations.tables import environment_roles, environments, organizations, users
 
@@ -66,9 +74,11 @@ caller_role = (
     .scalar_subquery()
     .label("role")
 )
-_environment_with_role = sa.select(environments.c.id, environments.c.flag, caller_role).where(
-    environments.c.id == sa.bindparam("environment_id"),
-    environments.c.organization_id == sa.bindparam("organization_id"),
+_environment_with_role = Prepared(
+    sa.select(environments.c.id, environments.c.flag, caller_role).where(
+        environments.c.id == sa.bindparam("environment_id"),
+        environments.c.organization_id == sa.bindparam("organization_id"),
+    )
 )
 
 
@@ -85,10 +95,10 @@ async def environment_access(
     row = None
     if key is not None:
         params = {**caller_params(principal), "environment_id": key}
-        row = (await conn.execute(_environment_with_role, params)).first()
-    if row is None or row.role is None:
+        row = await conn.first(_environment_with_role, params)
+    if row is None or row["role"] is None:
         raise NotFound("No environment with this id is visible to you.")
-    require_environment_role(row.role, action, what=what)
+    require_environment_role(row["role"], action, what=what)
     return row
 
 
