@@ -257,9 +257,7 @@ class _InlineConnection(Connection):
         try:
             return self.driver.execute(plan.sql, values)
         except sqlite3.Error as exc:
-            # The same exception SQLAlchemy raises (IntegrityError and so on), so that
-            # callers handle one kind whichever way a statement ran.
-            raise sa.exc.DBAPIError.instance(plan.sql, values, exc, sqlite3.Error) from exc
+            raise _wrapped(exc, plan.sql) from exc
 
 
 class _Checkpointer:
@@ -327,40 +325,115 @@ class _SqliteReads(_SqliteConnection):
             self._inline.sa.rollback()
 
 
+class _Batch:
+    """Writers whose changes wait for one COMMIT."""
+
+    def __init__(self) -> None:
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.kept = 0  # writers whose changes are in it
+
+
 class _SqliteWrites(_SqliteConnection):
-    """Writes take turns on one connection per process. The turn is an asyncio lock, so
-    a writer that ever awaited inside its transaction would make the next one wait its
-    turn on the event loop, never block the loop on SQLite's busy timeout."""
+    """Writes take turns on one connection per process, and commit in batches.
+
+    The turn is an asyncio lock, so a writer that ever awaited inside its transaction
+    would make the next one wait its turn on the event loop, never block the loop on
+    SQLite's busy timeout. Each writer runs inside a savepoint of a shared transaction,
+    so a failing writer rolls back only its own changes. The COMMIT runs on the event
+    loop's next turn, after the other requests that were ready have added their writes
+    (or at once after MAX_BATCH of them), and each writer returns only once the COMMIT
+    holding its changes is done: as durable as a transaction per request, but a busy
+    process writes its pages to the WAL once per batch instead of once per request,
+    which is most of what a small write costs.
+    """
+
+    MAX_BATCH = 64
 
     def __init__(self, engine: sa.Engine) -> None:
         super().__init__(engine)
-        self._transaction: sa.RootTransaction | None = None
         self._turn = asyncio.Lock()
+        self._batch: _Batch | None = None
+        self._commit_scheduled = False
 
     async def __aenter__(self) -> Connection:
         await self._turn.acquire()
         try:
             conn = self._connection()
-            self._transaction = conn.sa.begin()
-            # Take the write lock up front: a deferred transaction that upgrades later
-            # fails with SQLITE_BUSY instead of waiting. (Issued here rather than from a
-            # "begin" event: any connection event slows every statement down.)
-            conn.driver.execute("BEGIN IMMEDIATE")
+            if self._batch is None:
+                # Take the write lock up front: a deferred transaction that upgrades
+                # later fails with SQLITE_BUSY instead of waiting.
+                conn.driver.execute("BEGIN IMMEDIATE")
+                self._batch = _Batch()
+            conn.driver.execute("SAVEPOINT writer")
         except BaseException:
             self._turn.release()
             raise
         return conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        batch = self._batch
+        assert batch is not None and self._inline is not None
+        driver = self._inline.driver
         try:
-            assert self._transaction is not None
             if exc_type is None:
-                self._transaction.commit()
+                driver.execute("RELEASE writer")
+                batch.kept += 1
             else:
-                self._transaction.rollback()
+                driver.execute("ROLLBACK TO writer")
+                driver.execute("RELEASE writer")
+        except sqlite3.Error as exc:
+            # SQLite has ended the whole transaction (a full disk, say): every change
+            # in the batch is gone, and every writer in it hears so.
+            error = _wrapped(exc, "RELEASE writer")
+            self._end(error)
+            raise error from exc
         finally:
-            self._transaction = None
             self._turn.release()
+        if batch.kept >= self.MAX_BATCH:
+            self._commit()
+        elif not self._commit_scheduled:
+            self._commit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._commit_unless_busy)
+        if exc_type is None:
+            # Shielded: a writer cancelled now still has its changes committed.
+            await asyncio.shield(batch.committed)
+
+    def _commit_unless_busy(self) -> None:
+        self._commit_scheduled = False
+        # A writer inside its savepoint now schedules the commit again when it leaves.
+        if not self._turn.locked():
+            self._commit()
+
+    def _commit(self) -> None:
+        if self._batch is None or self._inline is None:
+            return
+        try:
+            self._inline.driver.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._end(_wrapped(exc, "COMMIT"))
+        else:
+            self._batch.committed.set_result(None)
+            self._batch = None
+
+    def _end(self, error: Exception) -> None:
+        """The batch failed: roll back what is left and tell its writers."""
+        assert self._batch is not None and self._inline is not None
+        if self._inline.driver.in_transaction:
+            self._inline.driver.execute("ROLLBACK")
+        self._batch.committed.set_exception(error)
+        self._batch.committed.exception()  # writers that failed anyway need not look
+        self._batch = None
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._end(RuntimeError("the database closed before this write was committed"))
+        super().close()
+
+
+def _wrapped(exc: sqlite3.Error, sql: str) -> Exception:
+    """The same exception SQLAlchemy raises (IntegrityError and so on), so that callers
+    handle one kind whichever way a statement ran."""
+    return sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error)
 
 
 class Database:
