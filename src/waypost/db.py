@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -99,21 +100,23 @@ class Prepared:
     """A statement built once and run on every request: the hot paths' lookups and inserts.
 
     SQLAlchemy's bookkeeping for each execution (an execution context, result metadata,
-    row objects) costs several times what a local SQLite statement itself takes. On SQLite
-    a prepared statement therefore runs straight on the driver: compiled once per set of
-    parameter names (they decide an INSERT's columns), with SQLAlchemy's own type
-    processors applied to parameters and results. On PostgreSQL it runs through
-    SQLAlchemy like any other statement. Run one with `Connection.first` or `.run`.
+    row objects) costs several times what a local SQLite statement itself takes, and
+    more than a PostgreSQL round trip on loopback. A prepared statement therefore runs
+    straight on the driver, on the transaction's own connection: compiled once per
+    dialect and set of parameter names (they decide an INSERT's columns), with
+    SQLAlchemy's own type processors applied to parameters and results. Run one with
+    `Connection.first` or `.run`.
     """
 
     def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
         self.statement = statement
-        self._plans: dict[frozenset[str], _SqlitePlan] = {}
+        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
 
-    def sqlite_plan(self, dialect: sa.Dialect, names: frozenset[str]) -> _SqlitePlan:
-        plan = self._plans.get(names)
+    def plan(self, dialect: sa.Dialect, names: frozenset[str]) -> _Plan:
+        key = (dialect.name, names)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[names] = _SqlitePlan.compile(self.statement, dialect, names)
+            plan = self._plans[key] = _Plan.compile(self.statement, dialect, names)
         return plan
 
 
@@ -122,8 +125,9 @@ Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True, slots=True)
-class _SqlitePlan:
+class _Plan:
     sql: str
+    positional: bool  # SQLite's driver takes a list; psycopg takes names
     binds: tuple[tuple[str, Any, Processor], ...]  # name, default or _REQUIRED, processor
     columns: tuple[str, ...]
     results: tuple[Processor, ...] | None  # None when no column needs converting
@@ -134,13 +138,14 @@ class _SqlitePlan:
         statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete,
         dialect: sa.Dialect,
         names: frozenset[str],
-    ) -> _SqlitePlan:
+    ) -> _Plan:
         compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(names))
         if compiled.insert_prefetch or compiled.post_compile_params:
             # Column defaults and expanding parameters need SQLAlchemy's execution context.
             raise ValueError(f"not a statement to prepare: {statement}")
+        positional = compiled.positiontup is not None
         binds = []
-        for name in compiled.positiontup or ():
+        for name in compiled.positiontup if positional else compiled.binds:
             param = compiled.binds[name]
             default = _REQUIRED if param.required else param.effective_value
             binds.append((name, default, param.type.dialect_impl(dialect).bind_processor(dialect)))
@@ -152,14 +157,17 @@ class _SqlitePlan:
         results = tuple(
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned
         )
-        return cls(str(compiled), tuple(binds), columns, results if any(results) else None)
+        sql = str(compiled)
+        return cls(sql, positional, tuple(binds), columns, results if any(results) else None)
 
-    def parameters(self, given: Mapping[str, Any]) -> list[Any]:
+    def parameters(self, given: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         values = []
         for name, default, process in self.binds:
             value = given[name] if default is _REQUIRED else given.get(name, default)
             values.append(process(value) if process is not None else value)
-        return values
+        if self.positional:
+            return values
+        return dict(zip((name for name, _, _ in self.binds), values, strict=True))
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         if self.results is not None:
@@ -203,6 +211,7 @@ Result = sa.CursorResult[Any]
 class _AsyncConnection(Connection):
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        self._driver: psycopg.AsyncConnection[Any] | None = None
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
         return await self._conn.execute(statement, parameters)
@@ -215,11 +224,23 @@ class _AsyncConnection(Connection):
     async def first(
         self, prepared: Prepared, parameters: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        row = (await self._conn.execute(prepared.statement, parameters)).mappings().first()
-        return cast(Mapping[str, Any] | None, row)
+        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
+        values = await (await self._run(plan, parameters)).fetchone()
+        return None if values is None else plan.row(values)
 
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
-        return (await self._conn.execute(prepared.statement, parameters)).rowcount
+        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
+        return (await self._run(plan, parameters)).rowcount
+
+    async def _run(self, plan: _Plan, parameters: Mapping[str, Any]) -> psycopg.AsyncCursor[Any]:
+        if self._driver is None:
+            raw = await self._conn.get_raw_connection()
+            self._driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+        values = plan.parameters(parameters)
+        try:
+            return await self._driver.execute(plan.sql, values)
+        except psycopg.Error as exc:
+            raise _wrapped(exc, plan.sql, psycopg.Error) from exc
 
 
 class _InlineConnection(Connection):
@@ -244,20 +265,20 @@ class _InlineConnection(Connection):
     async def first(
         self, prepared: Prepared, parameters: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        plan = prepared.sqlite_plan(self.sa.dialect, frozenset(parameters))
+        plan = prepared.plan(self.sa.dialect, frozenset(parameters))
         values = self._run(plan, parameters).fetchone()
         return None if values is None else plan.row(values)
 
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
-        plan = prepared.sqlite_plan(self.sa.dialect, frozenset(parameters))
+        plan = prepared.plan(self.sa.dialect, frozenset(parameters))
         return self._run(plan, parameters).rowcount
 
-    def _run(self, plan: _SqlitePlan, parameters: Mapping[str, Any]) -> sqlite3.Cursor:
+    def _run(self, plan: _Plan, parameters: Mapping[str, Any]) -> sqlite3.Cursor:
         values = plan.parameters(parameters)
         try:
             return self.driver.execute(plan.sql, values)
         except sqlite3.Error as exc:
-            raise _wrapped(exc, plan.sql) from exc
+            raise _wrapped(exc, plan.sql, sqlite3.Error) from exc
 
 
 class _Checkpointer:
@@ -384,7 +405,7 @@ class _SqliteWrites(_SqliteConnection):
         except sqlite3.Error as exc:
             # SQLite has ended the whole transaction (a full disk, say): every change
             # in the batch is gone, and every writer in it hears so.
-            error = _wrapped(exc, "RELEASE writer")
+            error = _wrapped(exc, "RELEASE writer", sqlite3.Error)
             self._end(error)
             raise error from exc
         finally:
@@ -410,7 +431,7 @@ class _SqliteWrites(_SqliteConnection):
         try:
             self._inline.driver.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._end(_wrapped(exc, "COMMIT"))
+            self._end(_wrapped(exc, "COMMIT", sqlite3.Error))
         else:
             self._batch.committed.set_result(None)
             self._batch = None
@@ -430,10 +451,10 @@ class _SqliteWrites(_SqliteConnection):
         super().close()
 
 
-def _wrapped(exc: sqlite3.Error, sql: str) -> Exception:
+def _wrapped(exc: Exception, sql: str, driver_error: type[Exception]) -> Exception:
     """The same exception SQLAlchemy raises (IntegrityError and so on), so that callers
     handle one kind whichever way a statement ran."""
-    return sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error)
+    return sa.exc.DBAPIError.instance(sql, None, exc, driver_error)
 
 
 class Database:
@@ -455,11 +476,14 @@ class Database:
         else:
             # No pre-ping: it would double the round trips of every request. A dropped
             # connection fails one request and is then replaced by the pool.
-            self._async_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+            pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
+            self._async_engine = create_async_engine(url, **pool)
+            # Reads need no BEGIN and COMMIT round trips: each statement stands alone. A
+            # pool of its own keeps its connections in autocommit, rather than switching
+            # each one there and back on every checkout, and has nothing to roll back.
+            self._async_reads = create_async_engine(
+                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **pool
             )
-            # Reads need no BEGIN and COMMIT round trips: each statement stands alone.
-            self._async_reads = self._async_engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def _transaction(self, write: bool) -> AsyncIterator[Connection]:
@@ -491,6 +515,7 @@ class Database:
             self._sync_engine.dispose()
         if self._async_engine is not None:
             await self._async_engine.dispose()
+            await self._async_reads.dispose()
 
 
 def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
