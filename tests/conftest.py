@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support import Org, PrivateCluster, Server, find_postgres, scratch_postgres_database
-from tests.support import start_server as _start_server
+from tests.support import Org, PrivateCluster, Server, find_postgres, server_for
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +35,7 @@ def postgres_server_url() -> Iterator[str]:
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    data_dir: Path = tmp_path_factory.mktemp(request.param)
-    if request.param == "sqlite":
-        running = _start_server("sqlite", f"sqlite:///{data_dir / 'waypost.db'}", data_dir)
-        yield running
-        running.stop()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    with scratch_postgres_database(server_url) as url:
-        running = _start_server("postgres", url, data_dir)
-        yield running
-        running.stop()
+    yield from server_for(request, tmp_path_factory, "shared")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 import uvicorn
 
@@ -269,3 +270,31 @@ def start_server(backend: str, database_url: str, data_dir: Path, **overrides: A
             raise RuntimeError(f"the {backend} test server did not start")
         time.sleep(0.02)
     return Server(backend, settings, f"http://127.0.0.1:{port}", thread, server, data_dir)
+
+
+def server_for(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    label: str,
+    **overrides: Any,
+) -> Iterator[Server]:
+    """A server on the backend a fixture is parametrized with (sqlite or postgres), on a
+    fresh database of its own; stopped when the fixture ends."""
+    backend: str = request.param
+    data_dir = tmp_path_factory.mktemp(f"{backend}-{label}")
+    if backend == "sqlite":
+        running = start_server(
+            backend, f"sqlite:///{data_dir / 'waypost.db'}", data_dir, **overrides
+        )
+        try:
+            yield running
+        finally:
+            running.stop()
+        return
+    server_url = request.getfixturevalue("postgres_server_url")
+    with scratch_postgres_database(server_url) as url:
+        running = start_server(backend, url, data_dir, **overrides)
+        try:
+            yield running
+        finally:
+            running.stop()

@@ -31,7 +31,7 @@ from tests.receivers import (
     receiving,
     unused_url,
 )
-from tests.support import Server, free_port, scratch_postgres_database, start_server
+from tests.support import Server, free_port, server_for
 from waypost.outbound import OutboundClient, OutboundError, parse_allow_list
 
 API = "/platform/v1"
@@ -101,35 +101,12 @@ def tls_receiver(tls_files: TlsFiles) -> Iterator[Receiver]:
         yield receiver
 
 
-def _own_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, **overrides: Any
-) -> Iterator[Server]:
-    backend: str = request.param
-    data_dir = tmp_path_factory.mktemp(f"{backend}-own")
-    if backend == "sqlite":
-        running = start_server(
-            backend, f"sqlite:///{data_dir / 'waypost.db'}", data_dir, **overrides
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    with scratch_postgres_database(server_url) as url:
-        running = start_server(backend, url, data_dir, **overrides)
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def guarded_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server with no outbound exception at all."""
-    yield from _own_server(request, tmp_path_factory, outbound_allow="")
+    yield from server_for(request, tmp_path_factory, "guarded", outbound_allow="")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -137,7 +114,7 @@ def ca_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles
 ) -> Iterator[Server]:
     """A server that trusts the test CA (and lets loopback through, like the shared one)."""
-    yield from _own_server(request, tmp_path_factory, ca_bundle=tls_files.ca_pem)
+    yield from server_for(request, tmp_path_factory, "ca", ca_bundle=tls_files.ca_pem)
 
 
 # --- the guard, client level ------------------------------------------------------------------

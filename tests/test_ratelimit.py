@@ -14,7 +14,6 @@ import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.access_support import PROBLEM_JSON, assert_problem, env_destinations
-from tests.support import Org, Server, scratch_postgres_database, start_server
+from tests.support import Org, Server, server_for
 from waypost.app import create_app
 from waypost.crypto import new_secret_key
 from waypost.ratelimit import SlidingWindow
@@ -46,28 +45,13 @@ def limited(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server of its own with a limit of 5 requests per 60 s."""
-    backend: str = request.param
-    data_dir = tmp_path_factory.mktemp(f"{backend}-ratelimit")
-    overrides: dict[str, Any] = {
-        "rate_limit_requests": LIMIT,
-        "rate_limit_window_seconds": WINDOW,
-    }
-    if backend == "sqlite":
-        running = start_server(
-            backend, f"sqlite:///{data_dir / 'waypost.db'}", data_dir, **overrides
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    with scratch_postgres_database(server_url) as url:
-        running = start_server(backend, url, data_dir, **overrides)
-        try:
-            yield running
-        finally:
-            running.stop()
+    yield from server_for(
+        request,
+        tmp_path_factory,
+        "ratelimit",
+        rate_limit_requests=LIMIT,
+        rate_limit_window_seconds=WINDOW,
+    )
 
 
 @pytest.fixture
