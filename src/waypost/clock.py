@@ -1,0 +1,40 @@
+"""The one time helper: UTC, one text format, parse and format.
+
+Timestamps are stored as fixed-width ISO 8601 text (`2026-11-30T04:18:22.123456Z`) on both
+engines, so that comparing and sorting the text compares and sorts the times. Everything
+that writes or compares a timestamp goes through here, so the format cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+
+def format(moment: datetime) -> str:
+    """The stored form of an aware datetime (naive ones are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # isoformat, not strftime: this runs on every request and strftime is slow.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse(text: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 text (any offset; a trailing Z is UTC).
+    Raises ValueError for anything else."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def now() -> str:
+    return format(datetime.now(UTC))
+
+
+def after(seconds: float, start: datetime | None = None) -> str:
+    """The stored form of a moment `seconds` after `start` (default: now)."""
+    return format((start or datetime.now(UTC)) + timedelta(seconds=seconds))
