@@ -23,4 +23,6 @@ auth_credentials = sa.Table(
     sa.Column("secrets", sa.JSON, nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # What destinations refer to: a credential of their own environment.
+    sa.UniqueConstraint("id", "environment_id", name="uq_auth_credentials_id_environment_id"),
 )

@@ -19,7 +19,7 @@ destinations = sa.Table(
     sa.Column("endpoint", sa.String(2048), nullable=True),
     sa.Column("cloud_provider_settings", sa.JSON, nullable=True),
     sa.Column("setup_state", sa.JSON, nullable=True),
-    sa.Column("auth_credential_id", sa.String(36), nullable=True),
+    sa.Column("auth_credential_id", sa.String(36), nullable=True, index=True),
     # AES-GCM ciphertext (waypost.crypto); the plaintext is never stored.
     sa.Column("verification_token", sa.Text, nullable=True),
     sa.Column("verification_method", sa.String(8), nullable=True),
@@ -30,4 +30,14 @@ destinations = sa.Table(
     sa.Column("verification_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
+    # Delivery settings as the client gave them; null means every default.
+    sa.Column("delivery", sa.JSON, nullable=True),
+    # The database guarantees the credential exists and is of this destination's
+    # environment, and refuses to delete one in use.
+    sa.ForeignKeyConstraint(
+        ["auth_credential_id", "environment_id"],
+        ["auth_credentials.id", "auth_credentials.environment_id"],
+        name="fk_destinations_auth_credential_auth_credentials",
+        ondelete="RESTRICT",
+    ),
 )
