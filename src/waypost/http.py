@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -23,25 +23,6 @@ MAX_BODY_BYTES = 1024 * 1024
 PROBLEM_JSON = "application/problem+json"
 
 
-def envelope(
-    payload: dict[str, Any],
-    *,
-    status: int = 200,
-    links: dict[str, str] | None = None,
-    page: dict[str, Any] | None = None,
-) -> Response:
-    meta: dict[str, Any] = {"version": API_VERSION}
-    if links:
-        meta["links"] = links
-    if page:
-        meta["page"] = page
-    return Response(
-        orjson.dumps({"meta": meta, "payload": payload}),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
 class WireModel(BaseModel):
     """A request body with Redox's camelCase names (snake_case inside). A typo in a field
     name must fail loudly rather than be dropped."""
@@ -51,12 +32,21 @@ class WireModel(BaseModel):
     )
 
 
-class Page(BaseModel):
+class ResponseModel(BaseModel):
+    """A response body: snake_case inside, Redox's camelCase names on the wire (and in the
+    OpenAPI document, which FastAPI writes by alias)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True, frozen=True
+    )
+
+
+class Page(ResponseModel):
     """Offset paging, as Redox's audit events answer it."""
 
-    currentPage: int
-    pageType: str
-    pageSize: int
+    current_page: int
+    page_type: str
+    page_size: int
     links: dict[str, str]
 
 
@@ -64,6 +54,52 @@ class Meta(BaseModel):
     version: str
     links: dict[str, str] | None = None
     page: Page | None = None
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+
+class Envelope(BaseModel, Generic[PayloadT]):
+    """Redox's success shape. A route names `Envelope[ItsPayload]` as its response model and
+    answers with `envelope(ItsPayload(...))`, so the body is serialized by the very model
+    the OpenAPI document shows."""
+
+    meta: Meta
+    payload: PayloadT
+
+
+class MessagePayload(ResponseModel):
+    message: str
+
+
+class SuccessPayload(ResponseModel):
+    success: bool
+
+
+def envelope(
+    payload: BaseModel | dict[str, Any],
+    *,
+    status: int = 200,
+    links: dict[str, str] | None = None,
+    page: Page | None = None,
+) -> Response:
+    """The envelope around a payload model, serialized by its aliases. (A plain dict is
+    still taken while callers move onto payload models.)"""
+    meta: dict[str, Any] = {"version": API_VERSION}
+    if links:
+        meta["links"] = links
+    if page is not None:
+        meta["page"] = page.model_dump(mode="json", by_alias=True)
+    body = (
+        payload.model_dump(mode="json", by_alias=True)
+        if isinstance(payload, BaseModel)
+        else payload
+    )
+    return Response(
+        orjson.dumps({"meta": meta, "payload": body}),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 class FieldError(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from waypost.audit import service
 from waypost.auth.principals import CurrentPrincipal
-from waypost.http import Meta, envelope, error_responses
+from waypost.http import Meta, Page, envelope, error_responses
 from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["audit events"])
@@ -73,5 +73,5 @@ async def audit_events(
         links["prev"] = str(request.url.include_query_params(_page=page - 1))
     if more:
         links["next"] = str(request.url.include_query_params(_page=page + 1))
-    paging = {"currentPage": page, "pageType": "offset", "pageSize": count, "links": links}
+    paging = Page(current_page=page, page_type="offset", page_size=count, links=links)
     return envelope({"results": results}, page=paging)
