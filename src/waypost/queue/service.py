@@ -1,0 +1,124 @@
+"""The queue: what is still to send, in lanes.
+
+A narrow interface (enqueue inside the ingest transaction, claim, finish, retry, hold,
+drop), so that the engine underneath can change without touching ingest or delivery.
+A lane is the unit of order:
+
+- `fifo`: the destination is one lane; one message in flight, and a failing head holds
+  everything behind it (Redox's FIFO).
+- `fifo` with `orderingKey`: one lane per value at that JSON pointer in the message
+  (Redox's child queues); lanes deliver in parallel, and a failing lane holds only itself.
+  A message without the value goes to the destination's default lane.
+- `unordered`: every message is a lane of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from waypost.db import Connection
+from waypost.queue import store
+from waypost.queue.store import Claimed, Entry
+
+__all__ = [
+    "Claimed",
+    "Entry",
+    "claim",
+    "drop",
+    "enqueue",
+    "finish",
+    "lane_for",
+    "next_moment",
+    "pending",
+    "retry",
+    "set_held",
+]
+
+_MISSING = object()
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The value at an RFC 6901 JSON pointer, or _MISSING."""
+    value = document
+    for token in pointer.split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict):
+            if token not in value:
+                return _MISSING
+            value = value[token]
+        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
+            value = value[int(token)]
+        else:
+            return _MISSING
+    return value
+
+
+def lane_for(
+    *, destination_id: str, log_id: str, mode: str, ordering_key: str | None, message: Any
+) -> tuple[str, bool]:
+    """(lane, whether other messages share it) for a message to this destination."""
+    if mode == "unordered":
+        return log_id, False
+    if ordering_key is None:
+        return destination_id, True
+    value = resolve_pointer(message, ordering_key)
+    if value is _MISSING or value is None or isinstance(value, dict | list):
+        return destination_id, True  # the default lane
+    return f"{destination_id}/{value}", True
+
+
+async def enqueue(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> None:
+    """Adds messages, in the caller's transaction (they exist once it commits)."""
+    await store.append(conn, entries, at=at, postgres=postgres)
+
+
+async def claim(
+    conn: Connection,
+    *,
+    owner: str,
+    now: str,
+    lease_until: str,
+    limit: int,
+    skip: Sequence[str],
+    choose: Callable[[list[Claimed]], list[Claimed]],
+    postgres: bool,
+) -> list[Claimed]:
+    """Leases lane heads that are due: of up to `limit` candidates (none of the
+    destinations in `skip`), the ones `choose` keeps (the caller's per-destination
+    concurrency). Run it in a write transaction."""
+    found = await store.candidates(conn, now=now, limit=limit, skip=skip, postgres=postgres)
+    chosen = choose(found)
+    await store.lease(conn, chosen, owner=owner, until=lease_until)
+    return chosen
+
+
+async def finish(conn: Connection, row: Claimed, *, owner: str, postgres: bool) -> bool:
+    """The row is done (delivered, or given up): out of the queue, its lane moves on.
+    False when this worker's lease had run out and another worker took the row."""
+    return await store.remove(conn, row, owner=owner, postgres=postgres)
+
+
+async def retry(
+    conn: Connection, row: Claimed, *, owner: str, due: str, next_attempt_id: str
+) -> bool:
+    """The row goes back to wait until `due`, still heading its lane."""
+    return await store.reschedule(conn, row, owner=owner, due=due, next_attempt_id=next_attempt_id)
+
+
+async def set_held(conn: Connection, *, destination_id: str, held: bool) -> None:
+    """Holds (or lets go) a destination's queue: nothing is claimed while held."""
+    await store.set_held(conn, destination_id=destination_id, held=held)
+
+
+async def pending(conn: Connection, *, destination_id: str) -> int:
+    return await store.pending(conn, destination_id=destination_id)
+
+
+async def drop(conn: Connection, *, destination_id: str) -> list[str]:
+    """Empties a destination's queue; returns the log ids that were waiting."""
+    return await store.drop(conn, destination_id=destination_id)
+
+
+async def next_moment(conn: Connection) -> str | None:
+    return await store.next_moment(conn)

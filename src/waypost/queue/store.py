@@ -1,0 +1,218 @@
+"""All of the queue's SQL: the outbox, its lanes and leases.
+
+The one place where the engines differ is here. On PostgreSQL several workers claim at
+once, so claims skip rows another worker has locked (`FOR UPDATE SKIP LOCKED`), and the
+writers of one lane (ingest appending, a worker moving the head on) take the lane's
+advisory lock, so a lane never gets two heads. On SQLite one connection writes at a time,
+which gives both for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from waypost.db import Connection, Prepared
+from waypost.queue.tables import outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A message for one destination, entering the queue."""
+
+    log_id: str
+    destination_id: str
+    lane: str
+    shared_lane: bool  # False when the lane is the message alone (unordered)
+    held: bool
+    first_attempt_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    seq: int
+    log_id: str
+    destination_id: str
+    lane: str
+    attempts: int  # attempts made before this one
+    attempt_id: str
+    enqueued_at: str
+
+
+# A lane's head is its oldest row; a new row heads its lane only when the lane is empty.
+_append = Prepared(
+    outbox.insert().values(
+        is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of")),
+    )
+)
+_READY = sa.text("is_head AND NOT held")  # the claim index's own condition, word for word
+_candidates = (
+    sa.select(
+        outbox.c.seq,
+        outbox.c.log_id,
+        outbox.c.destination_id,
+        outbox.c.lane,
+        outbox.c.attempts,
+        outbox.c.next_attempt_id.label("attempt_id"),
+        outbox.c.enqueued_at,
+    )
+    .where(
+        _READY,
+        outbox.c.due_at <= sa.bindparam("now"),
+        sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < sa.bindparam("now")),
+    )
+    .order_by(outbox.c.due_at, outbox.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_lease = (
+    outbox.update()
+    .where(outbox.c.seq == sa.bindparam("row_seq"))
+    .values(lease_until=sa.bindparam("until"), lease_owner=sa.bindparam("owner"))
+)
+_remove = Prepared(
+    outbox.delete().where(
+        outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner")
+    )
+)
+_promote = Prepared(
+    outbox.update()
+    .where(
+        outbox.c.seq
+        == sa.select(sa.func.min(outbox.c.seq))
+        .where(outbox.c.lane == sa.bindparam("lane_of"))
+        .scalar_subquery()
+    )
+    .values(is_head=True)
+)
+_reschedule = Prepared(
+    outbox.update()
+    .where(outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner"))
+    .values(
+        due_at=sa.bindparam("due"),
+        lease_until=None,
+        lease_owner=None,
+        attempts=outbox.c.attempts + 1,
+        next_attempt_id=sa.bindparam("attempt_id"),
+    )
+)
+_hold = outbox.update().where(outbox.c.destination_id == sa.bindparam("destination"))
+_pending = Prepared(
+    sa.select(sa.func.count().label("n"))
+    .select_from(outbox)
+    .where(outbox.c.destination_id == sa.bindparam("destination"))
+)
+_drop = (
+    outbox.delete()
+    .where(outbox.c.destination_id == sa.bindparam("destination"))
+    .returning(outbox.c.log_id)
+)
+_next_due = Prepared(
+    sa.select(sa.func.min(outbox.c.due_at).label("due")).where(
+        _READY, outbox.c.lease_until.is_(None)
+    )
+)
+_next_lease_end = Prepared(
+    sa.select(sa.func.min(outbox.c.lease_until).label("until")).where(
+        outbox.c.lease_until.is_not(None)
+    )
+)
+
+
+async def _lock_lanes(conn: Connection, lanes: Sequence[str]) -> None:
+    """PostgreSQL: the lanes' advisory locks, in one order so two writers cannot deadlock."""
+    for lane in sorted(set(lanes)):
+        await conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lane, 7303715))"),
+            {"lane": lane},
+        )
+
+
+async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> None:
+    if postgres:
+        await _lock_lanes(conn, [e.lane for e in entries if e.shared_lane])
+    for entry in entries:
+        await conn.run(
+            _append,
+            {
+                "log_id": entry.log_id,
+                "destination_id": entry.destination_id,
+                "lane": entry.lane,
+                "lane_of": entry.lane,
+                "held": entry.held,
+                "due_at": at,
+                "lease_until": None,
+                "lease_owner": None,
+                "attempts": 0,
+                "next_attempt_id": entry.first_attempt_id,
+                "enqueued_at": at,
+            },
+        )
+    if postgres and entries:
+        await conn.execute(sa.text("SELECT pg_notify('waypost_outbox', '')"))
+
+
+async def candidates(
+    conn: Connection, *, now: str, limit: int, skip: Sequence[str], postgres: bool
+) -> list[Claimed]:
+    """Lane heads that may go now, oldest due first, leaving out the destinations in
+    `skip` (those already at their concurrency)."""
+    query = _candidates
+    if skip:
+        query = query.where(outbox.c.destination_id.not_in(list(skip)))
+    if postgres:
+        query = query.with_for_update(skip_locked=True)
+    rows = (await conn.execute(query, {"now": now, "limit": limit})).all()
+    return [Claimed(**row._mapping) for row in rows]
+
+
+async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until: str) -> None:
+    if rows:
+        await conn.execute(
+            _lease, [{"row_seq": r.seq, "until": until, "owner": owner} for r in rows]
+        )
+
+
+async def remove(conn: Connection, row: Claimed, *, owner: str, postgres: bool) -> bool:
+    """Takes a delivered (or given up) row out and makes the next of its lane the head.
+    False when the lease was lost (another worker has the row now): nothing changes."""
+    if postgres:
+        await _lock_lanes(conn, [row.lane])
+    if not await conn.run(_remove, {"row_seq": row.seq, "owner": owner}):
+        return False
+    await conn.run(_promote, {"lane_of": row.lane})
+    return True
+
+
+async def reschedule(
+    conn: Connection, row: Claimed, *, owner: str, due: str, next_attempt_id: str
+) -> bool:
+    done = await conn.run(
+        _reschedule,
+        {"row_seq": row.seq, "owner": owner, "due": due, "attempt_id": next_attempt_id},
+    )
+    return done > 0
+
+
+async def set_held(conn: Connection, *, destination_id: str, held: bool) -> None:
+    await conn.execute(_hold.values(held=held), {"destination": destination_id})
+
+
+async def pending(conn: Connection, *, destination_id: str) -> int:
+    row = await conn.first(_pending, {"destination": destination_id})
+    return int(row["n"]) if row else 0
+
+
+async def drop(conn: Connection, *, destination_id: str) -> list[str]:
+    rows = (await conn.execute(_drop, {"destination": destination_id})).all()
+    return [row.log_id for row in rows]
+
+
+async def next_moment(conn: Connection) -> str | None:
+    """The earliest time something may become claimable: a head coming due or a claim
+    running out."""
+    due = await conn.first(_next_due, {})
+    until = await conn.first(_next_lease_end, {})
+    moments = [m for m in (due and due["due"], until and until["until"]) if m]
+    return min(moments) if moments else None
