@@ -18,11 +18,18 @@ def format(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse(text: str) -> datetime:
-    """An aware UTC datetime from ISO 8601 text (any offset; a trailing Z is UTC).
-    Raises ValueError for anything else."""
+class NoTimeZone(ValueError):
+    """A time from outside that names no offset, where guessing UTC could mislead."""
+
+
+def parse(text: str, *, require_zone: bool = False) -> datetime:
+    """An aware UTC datetime from ISO 8601 text (any offset; a trailing Z is UTC; no
+    offset is UTC unless `require_zone`, then NoTimeZone). Raises ValueError for anything
+    else, and OverflowError for a moment whose UTC form leaves the calendar."""
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
+        if require_zone:
+            raise NoTimeZone(f"{text!r} names no time zone")
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from waypost import clock
 from waypost.audit.tables import audit_events
 from waypost.auth.permissions import OrgRole, require_org_role
 from waypost.auth.principals import Principal
-from waypost.db import Connection, Database, Prepared, new_id, now
+from waypost.db import Connection, Database, Prepared, new_id
 from waypost.http import Forbidden, Invalid, NotFound, ProblemError
 
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
@@ -56,7 +56,7 @@ async def record(conn: Connection, actor: Actor, event: Event) -> None:
             "user_id": actor.user_id,
             "request_ip": actor.request_ip,
             "route": actor.route,
-            "created_at": now(),
+            "created_at": clock.now(),
             "type": event.type,
             "status": event.status,
             "details": event.details,
@@ -108,15 +108,13 @@ def _parse_time(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return clock.format(clock.parse(value, require_zone=True))
+    except clock.NoTimeZone:
+        raise Invalid(name, "must carry a time zone, e.g. Z") from None
     except ValueError:
         raise Invalid(
             name, "must be an ISO 8601 date-time, e.g. 2026-01-10T19:46:40.081Z"
         ) from None
-    if parsed.tzinfo is None:
-        raise Invalid(name, "must carry a time zone, e.g. Z")
-    try:
-        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except OverflowError:
         raise Invalid(name, "lies outside the calendar Waypost can search") from None
 

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from waypost import clock
 from waypost.auth.tables import api_tokens
 from waypost.crypto import hash_api_token
-from waypost.db import Prepared, now
+from waypost.db import Prepared
 from waypost.http import Unauthorized
 from waypost.organizations.tables import users
 from waypost.runtime import runtime
@@ -45,7 +46,7 @@ class BearerAuth(HTTPBearer):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
-        params = {"token_hash": hash_api_token(token.strip()), "now": now()}
+        params = {"token_hash": hash_api_token(token.strip()), "now": clock.now()}
         async with runtime(request).db.read() as conn:
             row = await conn.first(_principal_query, params)
         if row is None:

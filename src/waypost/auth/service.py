@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import jwt
 import sqlalchemy as sa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from waypost import clock
 from waypost.audit.service import Actor, Event, record
 from waypost.auth.tables import api_client_keys, api_clients, api_tokens, used_assertions
 from waypost.crypto import hash_api_token, new_api_token
-from waypost.db import Connection, Database, canonical_id, is_unique_violation, new_id, now
+from waypost.db import Connection, Database, canonical_id, is_unique_violation, new_id
 from waypost.organizations.tables import users
 
 PLATFORM_TOKEN_SECONDS = 300  # Redox's access tokens last five minutes
@@ -64,7 +65,7 @@ async def issue_token(
             "id": token_id,
             "user_id": user_id,
             "token_hash": hash_api_token(token),
-            "created_at": now(),
+            "created_at": clock.now(),
             "expires_at": expires_at,
             "client_id": client_id,
         },
@@ -96,7 +97,7 @@ async def revoke_token(db: Database, token_id: str) -> None:
         if row is None:
             raise UnknownError(f"no active token with id {token_id}")
         await conn.execute(
-            api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=now())
+            api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=clock.now())
         )
         await record(
             conn,
@@ -149,7 +150,7 @@ async def register_keys(db: Database, user_id: str, keys: list[dict[str, Any]]) 
     async with db.write() as conn:
         user = await _user(conn, user_id)
         await conn.execute(
-            api_clients.insert(), {"id": client_id, "user_id": user.id, "created_at": now()}
+            api_clients.insert(), {"id": client_id, "user_id": user.id, "created_at": clock.now()}
         )
         await conn.execute(
             api_client_keys.insert(),
@@ -200,7 +201,7 @@ async def revoke_keys(db: Database, client_id: str) -> None:
         ).first()
         if row is None:
             raise UnknownError(f"no active key set with client id {client_id}")
-        revoked = now()
+        revoked = clock.now()
         await conn.execute(
             api_clients.update().where(api_clients.c.id == client_id).values(revoked_at=revoked)
         )
@@ -315,7 +316,7 @@ async def exchange_assertion(
         raise _refuse(f"The client assertion is invalid: {exc}") from None
     if claims["sub"] != client_id:
         raise _refuse("iss and sub must both be the client id")
-    moment = datetime.now(UTC)
+    moment = clock.utcnow()
     issued = claims["iat"]
     if not isinstance(issued, int | float) or not (
         (moment - ASSERTION_MAX_AGE - CLOCK_SKEW).timestamp()
@@ -326,21 +327,19 @@ async def exchange_assertion(
     jti = claims["jti"]
     if not isinstance(jti, str) or not 1 <= len(jti) <= 255:
         raise _refuse("jti must be a string of 1 to 255 characters")
-    expires_at = (moment + timedelta(seconds=PLATFORM_TOKEN_SECONDS)).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )
+    expires_at = clock.after(PLATFORM_TOKEN_SECONDS, moment)
     async with db.write() as conn:
         # An assertion older than the window is refused anyway: its jti can be forgotten.
-        await conn.execute(used_assertions.delete().where(used_assertions.c.expires_at < now()))
+        await conn.execute(
+            used_assertions.delete().where(used_assertions.c.expires_at < clock.now())
+        )
         try:
             await conn.execute(
                 used_assertions.insert(),
                 {
                     "client_id": client_id,
                     "jti": jti,
-                    "expires_at": (moment + ASSERTION_MAX_AGE + CLOCK_SKEW).strftime(
-                        "%Y-%m-%dT%H:%M:%S.%fZ"
-                    ),
+                    "expires_at": clock.format(moment + ASSERTION_MAX_AGE + CLOCK_SKEW),
                 },
             )
         except sa.exc.IntegrityError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from waypost import clock
 from waypost.auth.permissions import Action, EnvRole, OrgRole, require_environment_role
 from waypost.auth.principals import Principal
 from waypost.auth.service import UnknownError, issue_token
@@ -18,7 +19,6 @@ from waypost.db import (
     canonical_id,
     is_unique_violation,
     new_id,
-    now,
 )
 from waypost.http import NotFound
 from waypost.organizations.tables import environment_roles, environments, organizations, users
@@ -115,7 +115,7 @@ async def create_organization(db: Database, name: str, owner_email: str) -> dict
     """Creates the organization, its three environments, an owner engineer and a token."""
     name = _clean_name(name)
     email = _clean_email(owner_email)
-    created = now()
+    created = clock.now()
     async with db.write() as conn:
         org_id = (
             await conn.execute(
@@ -206,7 +206,7 @@ async def create_user(
                     email=email,
                     fullname=email,
                     org_role=org_role,
-                    created_at=now(),
+                    created_at=clock.now(),
                 )
             )
         except sa.exc.IntegrityError as exc:
