@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(default=10_000, ge=0)
     rate_limit_window_seconds: float = Field(default=300.0, gt=0)
     verify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Delivery: each attempt's limit, a factor on every retry delay (for tests and
+    # demos), and how many sends one worker process keeps in flight.
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    retry_scale: float = Field(default=1.0, gt=0, le=100)
+    worker_concurrency: int = Field(default=100, ge=1, le=1000)
+    # The send API: Redox's 40 MB quota, and its 120 s budget for a synchronous query.
+    max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    query_timeout_seconds: float = Field(default=60.0, gt=0, le=120)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'waypost.db'}"
