@@ -4,6 +4,7 @@ to destinations, and secrets that never come back out nor rest in plaintext."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -35,7 +36,9 @@ from tests.credentials.helpers import (
     problem,
     rsa_key,
     smart_fields,
+    try_token,
 )
+from tests.credentials.token_server import Expect, TokenServer
 from tests.support import Org, Server, sqlite_bytes
 from waypost.credentials.tables import auth_credentials
 from waypost.db import Database
@@ -620,14 +623,40 @@ def test_patch_accepts_the_same_strategy_environment_and_organization(org: Org) 
         invalid(patch(api, created["id"], organization=org.id + 1), "organization")
 
 
-def test_patch_replaces_a_secret(org: Org, server: Server) -> None:
+def test_patch_replaces_a_secret(org: Org, token_server: TokenServer) -> None:
+    """The secret a PATCH sends is the one used from then on: the token server, which
+    knows only one secret at a time, refuses the old one and accepts the new one."""
+    token_server.expect.client_secret = "first-secret"
     with org.client() as api:
-        created = create_ok(api, org.dev, **basic_fields(password="first-password"))
-        before = stored_secrets(server, created["id"])
-        replaced = payload(patch(api, created["id"], password="second-password"))["authCredential"]
-        assert replaced["hasPassword"] is True
-        after = stored_secrets(server, created["id"])
-        assert after["password"] != before["password"]
+        created = create_ok(
+            api, org.dev, **oauth_fields(token_server.url, clientSecret="first-secret")
+        )
+        assert try_token(api, created["id"])["success"] is True
+        replaced = payload(patch(api, created["id"], clientSecret="second-secret"))
+        assert replaced["authCredential"]["hasClientSecret"] is True
+        # The server still wants the first secret: a PATCH that kept it would succeed here.
+        refused = try_token(api, created["id"])
+        assert refused["success"] is False, refused
+        assert token_server.failures[-1] == "wrong client secret"
+        token_server.expect.client_secret = "second-secret"
+        assert try_token(api, created["id"])["success"] is True
+    sent = token_server.seen[-1].headers["authorization"]
+    assert base64.b64decode(sent.removeprefix("Basic ")).decode() == "client-1:second-secret"
+
+
+def test_patch_replaces_a_private_key(org: Org, token_server: TokenServer) -> None:
+    """SMART: after a new privateKey, assertions are signed with it, not the old one."""
+    old_key, new_key = ec_key(ec.SECP384R1()), ec_key(ec.SECP384R1())
+    token_server.expect = Expect(
+        client_id="smart-client", public_key=new_key.public_key(), algorithm="ES384"
+    )
+    with org.client() as api:
+        created = create_ok(api, org.dev, **smart_fields(token_server.url, pem(old_key)))
+        refused = try_token(api, created["id"])
+        assert refused["success"] is False, refused
+        assert "bad client assertion" in token_server.failures[-1]
+        payload(patch(api, created["id"], privateKey=pem(new_key)))
+        assert try_token(api, created["id"])["success"] is True
 
 
 # --- DELETE -------------------------------------------------------------------------------------
