@@ -1,0 +1,260 @@
+"""The delivery worker: claims due lane heads, sends them, records each attempt.
+
+One loop per process claims as many rows as it has room for (`concurrency` in flight in
+all, and each destination's own `delivery.concurrency`), hands each to a task, and sleeps
+until something can happen: new work (in-process wake-up on SQLite, LISTEN/NOTIFY on
+PostgreSQL), a finished task (room, and maybe a lane's next head), the next retry coming
+due, or a claim running out. Nothing waits on a polling tick, though a slow poll remains
+as a backstop.
+
+At least once: a row leaves the outbox only in the transaction that records its final
+attempt; a worker killed mid-send leaves a lease that runs out, and the row is claimed
+again. Sends never happen inside a database transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psycopg
+
+from waypost import clock
+from waypost.db import new_id
+from waypost.delivery import schedule
+from waypost.delivery.senders import http as http_sender
+from waypost.destinations import service as destinations
+from waypost.logs import service as logs
+from waypost.queue import service as queue
+from waypost.runtime import Runtime
+
+log = logging.getLogger("waypost.delivery")
+
+BACKSTOP_POLL_SECONDS = 5.0
+SETTINGS_TTL_SECONDS = 1.0  # how long a destination's settings are trusted between reads
+NOTIFY_CHANNEL = "waypost_outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    target: destinations.DeliveryTarget | None
+    read_at: float
+
+
+class Worker:
+    def __init__(self, rt: Runtime, *, concurrency: int = 100) -> None:
+        self.rt = rt
+        self.owner = new_id()
+        self.concurrency = concurrency
+        self._postgres = rt.db.dialect == "postgresql"
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: Counter[str] = Counter()
+        self._targets: dict[str, _Cached] = {}
+        settings = rt.settings
+        self._timeout = settings.delivery_timeout_seconds
+        # Longer than anything an attempt may take (a credential's token, then the send),
+        # so a live worker never loses its claim; a dead worker's claim comes back.
+        self._lease_seconds = (
+            settings.delivery_timeout_seconds + settings.verify_timeout_seconds + 5
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen()) if self._postgres else None
+        try:
+            while not self._stopping:
+                self._wake.clear()  # before claiming, so a wake-up meanwhile is not lost
+                room = self.concurrency - len(self._tasks)
+                claimed = await self._claim(room) if room > 0 else 0
+                if room > 0 and claimed == room:
+                    await asyncio.sleep(0)
+                    continue  # there may be more: claim again at once
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds())
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stops claiming, and lets sends in flight finish for a while; what is cut short
+        is claimed again once its lease runs out."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sleep_seconds(self) -> float:
+        async with self.rt.db.read() as conn:
+            moment = await queue.next_moment(conn)
+        if moment is None:
+            return BACKSTOP_POLL_SECONDS
+        wait = (clock.parse(moment) - clock.utcnow()).total_seconds()
+        return min(max(wait, 0.0), BACKSTOP_POLL_SECONDS)
+
+    def _capacity(self, destination_id: str) -> int:
+        cached = self._targets.get(destination_id)
+        limit = cached.target.delivery.concurrency if cached and cached.target else 1
+        return limit - self._in_flight[destination_id]
+
+    def _choose(self, found: list[queue.Claimed]) -> list[queue.Claimed]:
+        chosen: list[queue.Claimed] = []
+        taken: Counter[str] = Counter()
+        for row in found:
+            if taken[row.destination_id] < self._capacity(row.destination_id):
+                taken[row.destination_id] += 1
+                chosen.append(row)
+        return chosen
+
+    async def _claim(self, room: int) -> int:
+        saturated = [d for d in self._in_flight if self._capacity(d) <= 0]
+        now = clock.utcnow()
+        async with self.rt.db.write() as conn:
+            rows = await queue.claim(
+                conn,
+                owner=self.owner,
+                now=clock.format(now),
+                lease_until=clock.after(self._lease_seconds, now),
+                limit=room,
+                skip=saturated,
+                choose=self._choose,
+                postgres=self._postgres,
+            )
+        if not rows:
+            return 0
+        async with self.rt.db.read() as conn:
+            found = await logs.deliveries(conn, [r.log_id for r in rows])
+        unknown = await self._refresh_targets(r.destination_id for r in rows)
+        for row in rows:
+            self._in_flight[row.destination_id] += 1
+            task = asyncio.create_task(self._deliver(row, found.get(row.log_id)))
+            self._tasks.add(task)
+            task.add_done_callback(self._done(row))
+        if unknown:
+            self._wake.set()  # their real concurrency may allow more
+        return len(rows)
+
+    def _done(self, row: queue.Claimed) -> Callable[[asyncio.Task[None]], None]:
+        def finished(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._in_flight[row.destination_id] -= 1
+            if self._in_flight[row.destination_id] <= 0:
+                del self._in_flight[row.destination_id]
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "delivery of log %s failed unexpectedly", row.log_id, exc_info=task.exception()
+                )
+            self._wake.set()  # room again, and maybe the lane's next head
+
+        return finished
+
+    async def _refresh_targets(self, destination_ids: Iterable[str]) -> bool:
+        """Reads the settings of destinations not read lately; True if any were unknown."""
+        now = time.monotonic()
+        stale = {
+            d
+            for d in destination_ids
+            if d not in self._targets or now - self._targets[d].read_at > SETTINGS_TTL_SECONDS
+        }
+        unknown = any(d not in self._targets for d in stale)
+        for destination_id in stale:
+            target = await destinations.delivery_target(self.rt, destination_id=destination_id)
+            self._targets[destination_id] = _Cached(target, now)
+        return unknown
+
+    async def _deliver(self, row: queue.Claimed, delivery: logs.Delivery | None) -> None:
+        cached = self._targets.get(row.destination_id)
+        target = cached.target if cached else None
+        if delivery is None or target is None:
+            await self._give_up(row, "destination deleted")
+            return
+        recipient = http_sender.Recipient(
+            id=target.id,
+            name=target.name,
+            endpoint=target.endpoint or "",
+            verification_token=target.verification_token,
+            auth_credential_id=target.auth_credential_id,
+        )
+        attempt_at = clock.now()
+        outcome = await http_sender.send(
+            self.rt, recipient, delivery, row.attempt_id, timeout_seconds=self._timeout
+        )
+        await self._record(row, target, attempt_at, outcome)
+
+    async def _record(
+        self,
+        row: queue.Claimed,
+        target: destinations.DeliveryTarget,
+        attempt_at: str,
+        outcome: http_sender.Outcome,
+    ) -> None:
+        attempt = logs.Attempt(
+            id=row.attempt_id,
+            attempt_at=attempt_at,
+            status="succeeded" if outcome.ok else "failed",
+            http_status=outcome.http_status,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+        retry_at = None
+        if not outcome.ok:
+            settings = target.delivery
+            retry_at = schedule.next_attempt(
+                failures=row.attempts + 1,
+                mode=str(settings.mode),
+                now=clock.utcnow(),
+                accepted_at=clock.parse(row.enqueued_at),
+                max_retry_seconds=settings.max_retry_seconds,
+                retry_after=schedule.retry_after_seconds(outcome.retry_after),
+                scale=self.rt.settings.retry_scale,
+            ).retry_at
+        async with self.rt.db.write() as conn:
+            if outcome.ok or retry_at is None:
+                status = "succeeded" if outcome.ok else "failed"
+                await logs.record_attempt(
+                    conn, log_id=row.log_id, attempt=attempt, status=status, reason=outcome.error
+                )
+                await queue.finish(conn, row, owner=self.owner, postgres=self._postgres)
+            else:
+                await logs.record_attempt(
+                    conn, log_id=row.log_id, attempt=attempt, status="pending"
+                )
+                await queue.retry(
+                    conn,
+                    row,
+                    owner=self.owner,
+                    due=clock.format(retry_at),
+                    next_attempt_id=new_id(),
+                )
+
+    async def _give_up(self, row: queue.Claimed, reason: str) -> None:
+        async with self.rt.db.write() as conn:
+            if await queue.finish(conn, row, owner=self.owner, postgres=self._postgres):
+                await logs.fail(conn, log_ids=[row.log_id], reason=reason, at=clock.now())
+
+    async def _listen(self) -> None:
+        """PostgreSQL: ingest's NOTIFY (sent on COMMIT) wakes this worker at once."""
+        url = self.rt.settings.resolved_database_url()
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything that arrived while not listening
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.Error as exc:
+                log.warning("delivery: listening for new work failed (%s); retrying", exc)
+                await asyncio.sleep(1.0)
