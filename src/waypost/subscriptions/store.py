@@ -1,0 +1,95 @@
+"""All of the subscriptions feature's SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from waypost.db import Connection, Prepared
+from waypost.organizations.service import caller_role
+from waypost.organizations.tables import environments
+from waypost.subscriptions.tables import subscriptions
+
+MAX_SEQ = 2**63 - 1  # the BIGINT seq on PostgreSQL
+
+
+def data_model_key(data_model: str) -> str:
+    """The form routing matches on: clients send both "Clinical Summary" and
+    "ClinicalSummary" for one data model."""
+    return data_model.replace(" ", "")
+
+
+# One statement finds the subscription and the caller's role in its environment.
+_by_id = (
+    sa.select(subscriptions, environments.c.flag, caller_role)
+    .join(environments, environments.c.id == subscriptions.c.environment_id)
+    .where(
+        subscriptions.c.id == sa.bindparam("subscription_id"),
+        environments.c.organization_id == sa.bindparam("organization_id"),
+    )
+)
+_read_access = Prepared(_by_id)
+_write_access = Prepared(_by_id.with_for_update(of=subscriptions))
+_insert = Prepared(subscriptions.insert())
+_delete = Prepared(subscriptions.delete().where(subscriptions.c.seq == sa.bindparam("row_seq")))
+# Routing, on every send: served by the (source, data model key, destination) unique index.
+_routes = Prepared(
+    sa.select(subscriptions.c.destination_id)
+    .where(
+        subscriptions.c.source_id == sa.bindparam("source_id"),
+        subscriptions.c.data_model_key == sa.bindparam("key"),
+    )
+    .order_by(subscriptions.c.seq)
+)
+
+
+async def with_role(
+    conn: Connection, *, subscription_id: str, params: Mapping[str, Any], for_update: bool
+) -> Mapping[str, Any] | None:
+    """The subscription, its environment's flag and the caller's `role` there (None
+    when the caller holds none); `params` are the caller's (organizations' caller_params)."""
+    query = _write_access if for_update else _read_access
+    return await conn.first(query, {**params, "subscription_id": subscription_id})
+
+
+async def insert(conn: Connection, values: Mapping[str, Any]) -> None:
+    await conn.run(_insert, values)
+
+
+async def delete(conn: Connection, row_seq: int) -> None:
+    await conn.run(_delete, {"row_seq": row_seq})
+
+
+async def page(
+    conn: Connection,
+    *,
+    environment_ids: Collection[str],
+    source_id: str | None = None,
+    destination_id: str | None = None,
+    data_model: str | None = None,
+    after: int = 0,
+    limit: int | None = None,
+) -> Sequence[Any]:
+    """Subscriptions in these environments, in creation order, after the seq `after`."""
+    query = (
+        sa.select(subscriptions)
+        .where(subscriptions.c.environment_id.in_(list(environment_ids)))
+        .where(subscriptions.c.seq > after)
+        .order_by(subscriptions.c.seq)
+    )
+    if source_id is not None:
+        query = query.where(subscriptions.c.source_id == source_id)
+    if destination_id is not None:
+        query = query.where(subscriptions.c.destination_id == destination_id)
+    if data_model is not None:
+        query = query.where(subscriptions.c.data_model_key == data_model_key(data_model))
+    if limit is not None:
+        query = query.limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def destination_ids(conn: Connection, *, source_id: str, data_model: str) -> list[str]:
+    rows = await conn.all(_routes, {"source_id": source_id, "key": data_model_key(data_model)})
+    return [row["destination_id"] for row in rows]
