@@ -1,7 +1,12 @@
-"""POST /v2/auth/token: Redox's JWT client-assertion exchange for a five-minute token."""
+"""POST /v2/auth/token: Redox's JWT client-assertion exchange for a five-minute token.
+
+The form, its checks and the OAuth answers are shared with Source Auth v2's
+/oauth/token (sources/router.py) through `answer_token_request`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
@@ -10,10 +15,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from waypost.auth import service
-from waypost.runtime import runtime
+from waypost.runtime import Runtime, runtime
+from waypost.sources import service as sources
 
 router = APIRouter(tags=["authentication"])
-TOKEN_PATH = "/v2/auth/token"  # noqa: S105 - a URL path, not a secret
+TOKEN_PATH: Final = "/v2/auth/token"  # noqa: S105 - a URL path, not a secret
 
 
 class TokenAnswer(BaseModel):
@@ -28,27 +34,29 @@ class TokenError(BaseModel):
     error_uri: str
 
 
-_FORM = {
-    "application/x-www-form-urlencoded": {
-        "schema": {
-            "type": "object",
-            "required": ["grant_type", "client_assertion_type", "client_assertion"],
-            "properties": {
-                "grant_type": {"type": "string", "enum": ["client_credentials"]},
-                "client_assertion_type": {
-                    "type": "string",
-                    "enum": [service.CLIENT_ASSERTION_TYPE],
-                },
-                "client_assertion": {
-                    "type": "string",
-                    "description": "A JWT signed with a registered key: header kid; iss and "
-                    "sub the client id; aud this URL; iat within the past 5 minutes; a jti "
-                    "used once. RS256, RS384, ES256 or ES384.",
-                },
-            },
-        }
-    }
+TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": TokenError, "description": "Malformed token request"},
+    401: {"model": TokenError, "description": "The client assertion was refused"},
 }
+
+
+def token_form(assertion: str) -> dict[str, Any]:
+    """The OpenAPI request body of a token route; `assertion` describes the JWT."""
+    schema = {
+        "type": "object",
+        "required": ["grant_type", "client_assertion_type", "client_assertion"],
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+            "client_assertion_type": {"type": "string", "enum": [service.CLIENT_ASSERTION_TYPE]},
+            "client_assertion": {"type": "string", "description": assertion},
+        },
+    }
+    content = {"application/x-www-form-urlencoded": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+# A checked client assertion, its audience and the caller's address, to (token, lifetime).
+Exchange = Callable[[Runtime, str, str, str | None], Awaitable[tuple[str, int]]]
 
 
 def _answer(status: int, body: dict[str, object]) -> Response:
@@ -61,22 +69,15 @@ def _answer(status: int, body: dict[str, object]) -> Response:
     )
 
 
-def _token_url(request: Request) -> str:
+def token_url(request: Request, path: str) -> str:
+    """The URL a client assertion's aud names: WAYPOST_PUBLIC_URL, else this request's."""
     public = runtime(request).settings.public_url.rstrip("/")
-    return f"{public or str(request.base_url).rstrip('/')}{TOKEN_PATH}"
+    return f"{public or str(request.base_url).rstrip('/')}{path}"
 
 
-@router.post(
-    TOKEN_PATH,
-    response_model=TokenAnswer,
-    responses={
-        400: {"model": TokenError, "description": "Malformed token request"},
-        401: {"model": TokenError, "description": "The client assertion was refused"},
-    },
-    openapi_extra={"requestBody": {"required": True, "content": _FORM}},
-    summary="Exchange a signed JWT for a five-minute bearer token",
-)
-async def token(request: Request) -> Response:
+async def answer_token_request(request: Request, path: str, exchange: Exchange) -> Response:
+    """Reads a client-credentials form, lets `exchange` verify the assertion and issue a
+    token, and answers in OAuth's shapes (errors as Redox documents them)."""
     try:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
@@ -86,21 +87,42 @@ async def token(request: Request) -> Response:
         body = (await request.body()).decode("utf-8", errors="replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
         assertion = service.check_token_request(form)
-        access_token = await service.exchange_assertion(
-            runtime(request).db,
+        token, seconds = await exchange(
+            runtime(request),
             assertion,
-            _token_url(request),
+            token_url(request, path),
             request.client.host if request.client else None,
         )
     except service.TokenError as exc:
         return _answer(
             exc.status, {"error": exc.error, "error_description": exc.description, "error_uri": ""}
         )
-    return _answer(
-        200,
-        {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": service.PLATFORM_TOKEN_SECONDS,
-        },
+    return _answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": seconds})
+
+
+async def _source_or_user(
+    rt: Runtime, assertion: str, audience: str, request_ip: str | None
+) -> tuple[str, int]:
+    # A source's OAuth API key uses this URL too; its token opens the send API only.
+    issued = await sources.exchange_assertion(
+        rt, assertion, audience=audience, route=TOKEN_PATH, request_ip=request_ip
     )
+    if issued is not None:
+        return issued.token, issued.expires_in
+    token = await service.exchange_assertion(rt.db, assertion, audience, request_ip)
+    return token, service.PLATFORM_TOKEN_SECONDS
+
+
+@router.post(
+    TOKEN_PATH,
+    response_model=TokenAnswer,
+    responses=TOKEN_ERRORS,
+    openapi_extra=token_form(
+        "A JWT signed with a registered key (a user's, or a source's OAuth API key): header "
+        "kid; iss and sub the client id; aud this URL; iat within the past 5 minutes; a jti "
+        "used once. RS256, RS384, ES256 or ES384."
+    ),
+    summary="Exchange a signed JWT for a five-minute bearer token",
+)
+async def token(request: Request) -> Response:
+    return await answer_token_request(request, TOKEN_PATH, _source_or_user)
