@@ -7,18 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from waypost.auth.principals import CurrentPrincipal
+from waypost.access import CurrentPrincipal
 from waypost.credentials import service
 from waypost.credentials.schemas import (
-    AuthCredentialEnvelope,
-    AuthCredentialsEnvelope,
+    AuthCredentialPayload,
+    AuthCredentialsPayload,
     CredentialCreate,
-    CredentialTestEnvelope,
+    CredentialTestOut,
     CredentialUpdate,
-    MessageEnvelope,
-    StrategiesEnvelope,
+    StrategiesPayload,
 )
-from waypost.http import envelope, error_responses
+from waypost.http import Envelope, MessagePayload, envelope, error_responses
 from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["auth credentials"])
@@ -30,18 +29,18 @@ CredentialId = Annotated[str, Path(alias="authCredentialId")]
 # Before /authcredentials/{authCredentialId}, which would otherwise match "strategies".
 @router.get(
     "/authcredentials/strategies",
-    response_model=StrategiesEnvelope,
+    response_model=Envelope[StrategiesPayload],
     responses=error_responses(401),
     summary="The authentication strategies Waypost can use, and their fields",
 )
 async def list_strategies(principal: CurrentPrincipal) -> Response:
-    return envelope({"strategies": service.strategies()})
+    return envelope(StrategiesPayload(strategies=service.strategies()))
 
 
 @router.post(
     "/authcredentials",
     status_code=201,
-    response_model=AuthCredentialEnvelope,
+    response_model=Envelope[AuthCredentialPayload],
     responses=error_responses(400, 401, 403, 404, 413, 422),
     summary="Create an auth credential",
     description="The fields a strategy takes are listed by `GET /authcredentials/strategies`. "
@@ -50,39 +49,43 @@ async def list_strategies(principal: CurrentPrincipal) -> Response:
 async def create_credential(
     body: CredentialCreate, principal: CurrentPrincipal, request: Request
 ) -> Response:
-    credential = await service.create(runtime(request), principal, body)
-    return envelope({"authCredential": credential}, status=201)
+    credential = await service.create(runtime(request), principal=principal, body=body)
+    return envelope(AuthCredentialPayload(auth_credential=credential), status=201)
 
 
 @router.get(
     "/environments/{environmentId}/authcredentials",
-    response_model=AuthCredentialsEnvelope,
+    response_model=Envelope[AuthCredentialsPayload],
     responses=error_responses(401, 404),
     summary="List an environment's auth credentials, in creation order",
 )
 async def list_credentials(
     environment_id: EnvironmentId, principal: CurrentPrincipal, request: Request
 ) -> Response:
-    credentials = await service.list_in_environment(runtime(request), principal, environment_id)
-    return envelope({"credentials": credentials})
+    credentials = await service.list_in_environment(
+        runtime(request), principal=principal, environment_id=environment_id
+    )
+    return envelope(AuthCredentialsPayload(credentials=credentials))
 
 
 @router.get(
     "/authcredentials/{authCredentialId}",
-    response_model=AuthCredentialEnvelope,
+    response_model=Envelope[AuthCredentialPayload],
     responses=error_responses(401, 404),
     summary="Get an auth credential",
 )
 async def get_credential(
     credential_id: CredentialId, principal: CurrentPrincipal, request: Request
 ) -> Response:
-    credential = await service.get(runtime(request), principal, credential_id)
-    return envelope({"authCredential": credential})
+    credential = await service.get(
+        runtime(request), principal=principal, credential_id=credential_id
+    )
+    return envelope(AuthCredentialPayload(auth_credential=credential))
 
 
 @router.patch(
     "/authcredentials/{authCredentialId}",
-    response_model=AuthCredentialEnvelope,
+    response_model=Envelope[AuthCredentialPayload],
     responses=error_responses(400, 401, 403, 404, 413, 422),
     summary="Update an auth credential (partial; a secret sent replaces the stored one)",
 )
@@ -92,13 +95,15 @@ async def update_credential(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Response:
-    credential = await service.update(runtime(request), principal, credential_id, body)
-    return envelope({"authCredential": credential})
+    credential = await service.update(
+        runtime(request), principal=principal, credential_id=credential_id, body=body
+    )
+    return envelope(AuthCredentialPayload(auth_credential=credential))
 
 
 @router.delete(
     "/authcredentials/{authCredentialId}",
-    response_model=MessageEnvelope,
+    response_model=Envelope[MessagePayload],
     responses=error_responses(401, 403, 404, 409),
     summary="Delete an auth credential that no destination uses",
     description="409 when destinations still use it; `detail` names them.",
@@ -106,13 +111,15 @@ async def update_credential(
 async def delete_credential(
     credential_id: CredentialId, principal: CurrentPrincipal, request: Request
 ) -> Response:
-    message = await service.delete(runtime(request), principal, credential_id)
-    return envelope({"message": message})
+    message = await service.delete(
+        runtime(request), principal=principal, credential_id=credential_id
+    )
+    return envelope(MessagePayload(message=message))
 
 
 @router.post(
     "/authcredentials/{authCredentialId}/test",
-    response_model=CredentialTestEnvelope,
+    response_model=Envelope[CredentialTestOut],
     responses=error_responses(401, 403, 404, 422),
     summary="Fetch a token with the credential now, and report how it went (Waypost addition)",
     description="For OAuth_2.0_2-legged and SMART_Backend credentials. The answer is 200 "
@@ -123,5 +130,7 @@ async def delete_credential(
 async def test_credential(
     credential_id: CredentialId, principal: CurrentPrincipal, request: Request
 ) -> Response:
-    outcome = await service.check_token(runtime(request), principal, credential_id)
+    outcome = await service.check_token(
+        runtime(request), principal=principal, credential_id=credential_id
+    )
     return envelope(outcome)

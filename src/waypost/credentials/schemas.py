@@ -16,15 +16,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import (
     AfterValidator,
-    BaseModel,
     Field,
     PlainValidator,
     StrictInt,
     WithJsonSchema,
 )
 
+from waypost.credentials.strategies import StrategyName
 from waypost.fields import HttpUrl, Name, has_control, storable
-from waypost.http import Meta, WireModel
+from waypost.http import ResponseModel, WireModel
 
 MAX_PRIVATE_KEY_LENGTH = 16 * 1024
 MAX_EXPIRATION_SECONDS = 366 * 24 * 3600
@@ -216,93 +216,95 @@ class CredentialUpdate(CredentialFields):
 # --- responses ---------------------------------------------------------------------------
 
 
-class AuthCredentialOut(BaseModel):
-    """A credential as every route shows it: the strategy's non-secret fields (null when
-    unset) and `has<Field>` for each of its secret fields. Secrets never come back."""
-
+class _CredentialOut(ResponseModel):
     id: str
     name: str
-    environmentId: str
+    environment_id: str
     organization: int
-    authStrategy: StrategyField
-    createdAt: str
-    updatedAt: str
-    grantType: str | None = None
-    url: str | None = None
-    grantTypeName: str | None = None
-    clientIdName: str | None = None
-    clientSecretName: str | None = None
-    clientId: str | None = None
-    accessTokenName: str | None = None
-    expiresFieldName: str | None = None
-    audience: str | None = None
-    scopes: str | None = None
-    contentType: str | None = None
-    noBasic: bool | None = None
-    resource: str | None = None
-    customFieldName: str | None = None
-    customFieldValue: str | None = None
-    defaultExpirationSeconds: int | None = None
-    keyId: str | None = None
-    headerName: str | None = None
-    username: str | None = None
-    hasClientSecret: bool | None = None
-    hasPrivateKey: bool | None = None
-    hasApiKeyValue: bool | None = None
-    hasPassword: bool | None = None
+    created_at: str
+    updated_at: str
 
 
-class AuthCredentialPayload(BaseModel):
-    authCredential: AuthCredentialOut
+# A credential shows its strategy's non-secret fields (null when unset, defaults filled
+# in) and `has<Field>` for each of its secret fields. Secrets never come back.
+class OAuth2CredentialOut(_CredentialOut):
+    auth_strategy: Literal["OAuth_2.0_2-legged"]
+    grant_type: str | None
+    url: str | None
+    grant_type_name: str | None
+    client_id_name: str | None
+    client_secret_name: str | None
+    client_id: str | None
+    access_token_name: str | None
+    expires_field_name: str | None
+    audience: str | None
+    scopes: str | None
+    content_type: str | None
+    no_basic: bool | None
+    resource: str | None
+    custom_field_name: str | None
+    custom_field_value: str | None
+    default_expiration_seconds: int | None
+    has_client_secret: bool
 
 
-class AuthCredentialEnvelope(BaseModel):
-    meta: Meta
-    payload: AuthCredentialPayload
+class SmartCredentialOut(_CredentialOut):
+    auth_strategy: Literal["SMART_Backend"]
+    grant_type: str | None
+    url: str | None
+    client_id: str | None
+    key_id: str | None
+    scopes: str | None
+    has_private_key: bool
 
 
-class AuthCredentialsPayload(BaseModel):
+class ApiKeyCredentialOut(_CredentialOut):
+    auth_strategy: Literal["ApiKeyHeader"]
+    header_name: str | None
+    has_api_key_value: bool
+
+
+class BasicCredentialOut(_CredentialOut):
+    auth_strategy: Literal["BasicAuth"]
+    username: str | None
+    has_password: bool
+
+
+AuthCredentialOut = Annotated[
+    OAuth2CredentialOut | SmartCredentialOut | ApiKeyCredentialOut | BasicCredentialOut,
+    Field(discriminator="auth_strategy"),
+]
+# Each strategy's view; a test checks that its fields are the strategy's.
+CREDENTIAL_OUT: dict[StrategyName, type[_CredentialOut]] = {
+    StrategyName.OAUTH2: OAuth2CredentialOut,
+    StrategyName.SMART: SmartCredentialOut,
+    StrategyName.API_KEY: ApiKeyCredentialOut,
+    StrategyName.BASIC: BasicCredentialOut,
+}
+
+
+class AuthCredentialPayload(ResponseModel):
+    auth_credential: AuthCredentialOut
+
+
+class AuthCredentialsPayload(ResponseModel):
     credentials: list[AuthCredentialOut]
 
 
-class AuthCredentialsEnvelope(BaseModel):
-    meta: Meta
-    payload: AuthCredentialsPayload
+class StrategyOut(ResponseModel):
+    available_fields: list[str]
+    required_fields: list[str]
+    secret_fields: list[str]
 
 
-class StrategyOut(BaseModel):
-    availableFields: list[str]
-    requiredFields: list[str]
-    secretFields: list[str]
-
-
-class StrategiesPayload(BaseModel):
+class StrategiesPayload(ResponseModel):
     strategies: dict[str, StrategyOut]
 
 
-class StrategiesEnvelope(BaseModel):
-    meta: Meta
-    payload: StrategiesPayload
-
-
-class CredentialTestOut(BaseModel):
+class CredentialTestOut(ResponseModel):
     """The outcome of fetching a token now. Never the token itself."""
 
     success: bool
     status: int | None = Field(description="The token server's HTTP status, if it answered.")
     error: str | None = Field(description="Why it failed, in words; null on success.")
-    expiresIn: int | None = Field(description="Seconds the token is valid for, on success.")
-
-
-class CredentialTestEnvelope(BaseModel):
-    meta: Meta
-    payload: CredentialTestOut
-
-
-class MessagePayload(BaseModel):
-    message: str
-
-
-class MessageEnvelope(BaseModel):
-    meta: Meta
-    payload: MessagePayload
+    expires_in: int | None = Field(description="Seconds the token is valid for, on success.")

@@ -19,10 +19,10 @@ from urllib.parse import quote_plus
 import jwt
 import orjson
 
-from waypost.credentials.cache import Token
 from waypost.credentials.schemas import signing_algorithm
 from waypost.credentials.strategies import CLIENT_CREDENTIALS, JSON, JWT_BEARER, StrategyName
 from waypost.outbound import OutboundClient, OutboundError
+from waypost.token_cache import Token
 
 MAX_ANSWER_BYTES = 64 * 1024
 # SMART Backend Services: the assertion expires no more than five minutes after it is made.
@@ -33,12 +33,31 @@ _MAX_DETAIL = 300
 
 
 class TokenError(Exception):
-    """No token: `message` says why in words; `status` is the HTTP status if one came."""
+    """No token (or headers) for a credential now: `message` says why in words, never
+    with a secret; `status` is the token server's HTTP status if one came."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+class TokenFetchFailed(TokenError):
+    """The token server could not be reached, refused, or gave no usable token: worth
+    trying again later."""
+
+
+class CredentialMissing(TokenError):
+    """The credential no longer exists."""
+
+
+class NoAccessToken(TokenError):
+    """The credential's strategy sends its values as they are; there is no token."""
+
+
+class SecretsUnreadable(TokenError):
+    """No configured WAYPOST_SECRET_KEY opens the credential's secrets: only setting
+    them again helps."""
 
 
 async def fetch_token(
@@ -56,7 +75,7 @@ async def fetch_token(
     elif strategy == StrategyName.OAUTH2:
         headers, body, as_json, hidden = _oauth2_request(settings, secrets)
     else:
-        raise TokenError(f"the {strategy} strategy has no token to fetch")
+        raise NoAccessToken(f"the {strategy} strategy has no token to fetch")
     try:
         answer = await outbound.request(
             "POST",
@@ -68,7 +87,7 @@ async def fetch_token(
             max_body=MAX_ANSWER_BYTES,
         )
     except OutboundError as exc:
-        raise TokenError(f"could not reach the token server: {exc.message}") from None
+        raise TokenFetchFailed(f"could not reach the token server: {exc.message}") from None
     return _read_answer(
         answer.status,
         answer.headers,
@@ -152,7 +171,7 @@ def _read_answer(
 ) -> Token:
     if 300 <= status < 400:
         where = f" to {location}" if location else ""
-        raise TokenError(
+        raise TokenFetchFailed(
             f"the token server answered HTTP {status}, a redirect{where}; redirects are not "
             "followed, so use the final token URL",
             status,
@@ -163,29 +182,29 @@ def _read_answer(
     except orjson.JSONDecodeError:
         parsed = None
     if not 200 <= status < 300:
-        raise TokenError(
+        raise TokenFetchFailed(
             f"the token server answered HTTP {status}{_oauth_error(parsed, hidden)}", status
         )
     if parsed is None:
         kind = headers.get("Content-Type") or "no Content-Type"
-        raise TokenError(
+        raise TokenFetchFailed(
             f"the token server answered HTTP {status} but its body is not JSON ({kind})", status
         )
     if not isinstance(parsed, dict):
-        raise TokenError(
+        raise TokenFetchFailed(
             f"the token server answered HTTP {status} but its JSON is not an object", status
         )
     name = settings.get("accessTokenName", "access_token")
     token = parsed.get(name)
     if not isinstance(token, str) or not token:
-        raise TokenError(
+        raise TokenFetchFailed(
             f'the token server answered HTTP {status} but its JSON has no "{name}" string',
             status,
         )
     expires_field = settings.get("expiresFieldName", "expires_in")
     expires_in = _seconds(parsed.get(expires_field))
     if parsed.get(expires_field) is not None and expires_in is None:
-        raise TokenError(
+        raise TokenFetchFailed(
             f'the token server answered HTTP {status} but "{expires_field}" is not a positive '
             "number of seconds",
             status,

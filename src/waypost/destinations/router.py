@@ -7,17 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from waypost.auth.principals import CurrentPrincipal
+from waypost.access import CurrentPrincipal
 from waypost.destinations import service
 from waypost.destinations.schemas import (
     DestinationCreate,
-    DestinationEnvelope,
-    DestinationsEnvelope,
+    DestinationPayload,
+    DestinationsPayload,
     DestinationUpdate,
-    MessageEnvelope,
     VerifyRequest,
 )
-from waypost.http import envelope, error_responses
+from waypost.http import Envelope, MessagePayload, envelope, error_responses
 from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["destinations"])
@@ -30,7 +29,7 @@ DestinationId = Annotated[str, Path(alias="destinationId")]
 @router.post(
     "/environments/{environmentId}/destinations",
     status_code=201,
-    response_model=DestinationEnvelope,
+    response_model=Envelope[DestinationPayload],
     responses=error_responses(400, 401, 403, 404, 409, 413, 422),
     summary="Create a destination",
 )
@@ -40,13 +39,15 @@ async def create_destination(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Response:
-    destination = await service.create(runtime(request), principal, environment_id, body)
-    return envelope({"destination": destination}, status=201)
+    destination = await service.create(
+        runtime(request), principal=principal, environment_id=environment_id, body=body
+    )
+    return envelope(DestinationPayload(destination=destination), status=201)
 
 
 @router.get(
     "/environments/{environmentId}/destinations",
-    response_model=DestinationsEnvelope,
+    response_model=Envelope[DestinationsPayload],
     responses=error_responses(401, 404, 422),
     summary="List destinations, in creation order",
 )
@@ -58,17 +59,21 @@ async def list_destinations(
     cursor: Annotated[str | None, Query(alias="_cursor")] = None,
 ) -> Response:
     page, next_cursor = await service.list_page(
-        runtime(request), principal, environment_id, count, cursor
+        runtime(request),
+        principal=principal,
+        environment_id=environment_id,
+        count=count,
+        cursor=cursor,
     )
     links = None
     if next_cursor is not None:
         links = {"next": str(request.url.include_query_params(_cursor=next_cursor))}
-    return envelope({"destinations": page}, links=links)
+    return envelope(DestinationsPayload(destinations=page), links=links)
 
 
 @router.get(
     "/destinations/{destinationId}",
-    response_model=DestinationEnvelope,
+    response_model=Envelope[DestinationPayload],
     responses=error_responses(401, 404),
     summary="Get a destination",
 )
@@ -77,12 +82,15 @@ async def get_destination(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Response:
-    return envelope({"destination": await service.get(runtime(request), principal, destination_id)})
+    destination = await service.get(
+        runtime(request), principal=principal, destination_id=destination_id
+    )
+    return envelope(DestinationPayload(destination=destination))
 
 
 @router.patch(
     "/destinations/{destinationId}",
-    response_model=DestinationEnvelope,
+    response_model=Envelope[DestinationPayload],
     responses=error_responses(400, 401, 403, 404, 413, 422),
     summary="Update a destination (partial)",
 )
@@ -92,27 +100,37 @@ async def update_destination(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Response:
-    destination = await service.update(runtime(request), principal, destination_id, body)
-    return envelope({"destination": destination})
+    destination = await service.update(
+        runtime(request), principal=principal, destination_id=destination_id, body=body
+    )
+    return envelope(DestinationPayload(destination=destination))
 
 
 @router.delete(
     "/destinations/{destinationId}",
-    response_model=MessageEnvelope,
-    responses=error_responses(401, 403, 404),
+    response_model=Envelope[MessagePayload],
+    responses=error_responses(401, 403, 404, 409),
     summary="Delete a destination (cannot be undone)",
+    description="Answers 409 with the count while messages are still queued for it, "
+    "unless `force=true`, which marks them failed with reason `destination deleted`.",
 )
 async def delete_destination(
     destination_id: DestinationId,
     principal: CurrentPrincipal,
     request: Request,
+    force: Annotated[
+        bool, Query(description="Delete even with queued messages; they are marked failed.")
+    ] = False,
 ) -> Response:
-    return envelope({"message": await service.delete(runtime(request), principal, destination_id)})
+    message = await service.delete(
+        runtime(request), principal=principal, destination_id=destination_id, force=force
+    )
+    return envelope(MessagePayload(message=message))
 
 
 @router.post(
     "/destinations/{destinationId}/verify",
-    response_model=DestinationEnvelope,
+    response_model=Envelope[DestinationPayload],
     responses=error_responses(400, 401, 403, 404, 409, 413, 422),
     summary="Verify a destination with Redox's challenge handshake",
     description="Saves the given fields, then sends the challenge. On failure the answer is "
@@ -125,6 +143,9 @@ async def verify_destination(
     body: VerifyRequest | None = None,
 ) -> Response:
     destination = await service.verify(
-        runtime(request), principal, destination_id, body or VerifyRequest()
+        runtime(request),
+        principal=principal,
+        destination_id=destination_id,
+        body=body or VerifyRequest(),
     )
-    return envelope({"destination": destination})
+    return envelope(DestinationPayload(destination=destination))

@@ -7,17 +7,29 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, Field, JsonValue, StrictInt, StringConstraints
 
+from waypost.destinations.delivery_settings import (
+    DEFAULT_LANES,
+    DEFAULT_UNORDERED,
+    MAX_CONCURRENCY,
+    MAX_ORDERING_KEY_LENGTH,
+    MAX_RETRY_SECONDS,
+    DeliveryMode,
+    DeliverySettings,
+)
+from waypost.destinations.store import DestinationRow
 from waypost.fields import HttpUrl, Name, StorableJson, storable
-from waypost.http import Meta, WireModel
-from waypost.organizations.service import EnvironmentFlag
+from waypost.http import ResponseModel, WireModel
+from waypost.kinds import EnvironmentFlag
 
 # Checked with fullmatch: `$` alone would let a trailing newline through.
 _STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
 # Visible ASCII only: the token travels in an HTTP header on every request.
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+# RFC 6901, at least one reference token: "/" then anything but "~" unless escaped.
+_JSON_POINTER = re.compile(r"(?:/(?:[^~/]|~[01])*)+")
 
 
 def _verification_token(value: str) -> str:
@@ -37,6 +49,18 @@ def _container(value: str) -> str:
         raise ValueError(
             "must be 3 to 63 lowercase letters, digits and single hyphens, "
             "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _json_pointer(value: str) -> str:
+    if len(value) > MAX_ORDERING_KEY_LENGTH:
+        raise ValueError(f"must be at most {MAX_ORDERING_KEY_LENGTH} characters")
+    storable(value)
+    if not _JSON_POINTER.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 6901 JSON pointer such as /Patient/Identifiers/0/ID: it starts "
+            "with '/', and '~' appears only as ~0 or ~1"
         )
     return value
 
@@ -82,6 +106,28 @@ class SetupState(WireModel):
     destination: Annotated[dict[str, Any], StorableJson] | None = None
 
 
+class DeliveryIn(WireModel):
+    """Partial on PATCH: a key that is absent keeps its value; null restores its default."""
+
+    mode: DeliveryMode | None = Field(
+        default=None, description="fifo (the default for URL destinations) or unordered."
+    )
+    concurrency: Annotated[StrictInt, Field(ge=1, le=MAX_CONCURRENCY)] | None = Field(
+        default=None,
+        description="Messages in flight: lanes in parallel with an orderingKey (default "
+        f"{DEFAULT_LANES}), messages in unordered mode (default {DEFAULT_UNORDERED}); "
+        "exactly 1 in plain fifo.",
+    )
+    ordering_key: Annotated[str, AfterValidator(_json_pointer)] | None = Field(
+        default=None,
+        description="fifo only: an RFC 6901 JSON pointer into the message; messages with "
+        "the same value there keep their order, others may pass.",
+    )
+    max_retry_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_RETRY_SECONDS)] | None = Field(
+        default=None, description="After that long a message fails; null: no limit."
+    )
+
+
 class DestinationCreate(WireModel):
     id: UUID | None = None
     name: Name
@@ -93,6 +139,7 @@ class DestinationCreate(WireModel):
     verification_token: VerificationToken | None = Field(
         default=None, description="Write-only. Sent as the `verification-token` header."
     )
+    delivery: DeliveryIn | None = None
 
 
 class DestinationUpdate(WireModel):
@@ -102,6 +149,9 @@ class DestinationUpdate(WireModel):
     auth_credential: UUID | None = None
     endpoint: HttpUrl | None = None
     verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
+    delivery: DeliveryIn | None = Field(
+        default=None, description="The keys given replace the stored ones; null: every default."
+    )
 
 
 class VerifyRequest(WireModel):
@@ -114,56 +164,90 @@ class VerifyRequest(WireModel):
     )
 
 
-class EnvironmentOut(BaseModel):
+class EnvironmentOut(ResponseModel):
     id: str
-    environmentFlag: EnvironmentFlag
+    environment_flag: EnvironmentFlag
 
 
-class VerificationOut(BaseModel):
+class VerificationOut(ResponseModel):
     status: Literal["verified", "failed"]
-    checkedAt: str
+    checked_at: str
     method: Literal["GET", "POST"]
-    error: str | None = None
+    # Only a failure says why; a success has no `error` key at all.
+    error: str | None = Field(default=None, exclude_if=lambda error: error is None)
 
 
-class DestinationOut(BaseModel):
+class DeliveryOut(ResponseModel):
+    """The effective settings: every default filled in."""
+
+    mode: DeliveryMode
+    concurrency: int
+    ordering_key: str | None
+    max_retry_seconds: int | None
+
+    @classmethod
+    def of(cls, settings: DeliverySettings) -> DeliveryOut:
+        return cls(
+            mode=settings.mode,
+            concurrency=settings.concurrency,
+            ordering_key=settings.ordering_key,
+            max_retry_seconds=settings.max_retry_seconds,
+        )
+
+
+class DestinationOut(ResponseModel):
+    """A destination as every route shows it. The verification token stays inside:
+    only whether there is one."""
+
     id: str
     name: str
-    authCredential: str | None
+    auth_credential: str | None
     endpoint: str | None
     environment: EnvironmentOut
-    cloudProviderSettings: dict[str, Any] | None
-    setupState: dict[str, Any] | None
+    cloud_provider_settings: dict[str, JsonValue] | None
+    setup_state: dict[str, JsonValue] | None
     verified: bool
     verification: VerificationOut | None
-    verificationMethod: Literal["GET", "POST"] | None
-    hasVerificationToken: bool
-    createdAt: str
-    updatedAt: str
+    verification_method: Literal["GET", "POST"] | None
+    has_verification_token: bool
+    delivery: DeliveryOut
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, row: DestinationRow, flag: EnvironmentFlag) -> DestinationOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            auth_credential=row.auth_credential_id,
+            endpoint=row.endpoint,
+            environment=EnvironmentOut(id=row.environment_id, environment_flag=flag),
+            cloud_provider_settings=row.cloud_provider_settings,
+            setup_state=row.setup_state,
+            verified=row.verified,
+            verification=_verification(row),
+            verification_method=row.verification_method,
+            has_verification_token=row.verification_token is not None,
+            delivery=DeliveryOut.of(row.delivery_settings()),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
 
 
-class DestinationPayload(BaseModel):
+def _verification(row: DestinationRow) -> VerificationOut | None:
+    if row.verification_status is None:
+        return None
+    return VerificationOut(
+        status=row.verification_status,
+        checked_at=row.verification_checked_at,
+        method=row.verification_method,
+        error=row.verification_error if row.verification_status == "failed" else None,
+    )
+
+
+class DestinationPayload(ResponseModel):
     destination: DestinationOut
 
 
-class DestinationEnvelope(BaseModel):
-    meta: Meta
-    payload: DestinationPayload
-
-
-class DestinationsPayload(BaseModel):
+class DestinationsPayload(ResponseModel):
     destinations: list[DestinationOut]
-
-
-class DestinationsEnvelope(BaseModel):
-    meta: Meta
-    payload: DestinationsPayload
-
-
-class MessagePayload(BaseModel):
-    message: str
-
-
-class MessageEnvelope(BaseModel):
-    meta: Meta
-    payload: MessagePayload

@@ -5,116 +5,74 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from pydantic import JsonValue
 
+from waypost import clock
+from waypost.access import Action, Principal, require_environment_role, require_org_role
 from waypost.audit import service as audit
 from waypost.audit.service import audited_write, record_failure
-from waypost.auth.permissions import Action, OrgRole, require_environment_role, require_org_role
-from waypost.auth.principals import Principal
-from waypost.credentials import service as credentials
-from waypost.crypto import SecretBox
-from waypost.db import Connection, Prepared, canonical_id, is_unique_violation, new_id, now
-from waypost.destinations.schemas import DestinationCreate, DestinationUpdate, VerifyRequest
-from waypost.destinations.tables import destinations
+from waypost.crypto import SecretBox, SecretKeyError
+from waypost.db import (
+    Connection,
+    canonical_id,
+    is_foreign_key_violation,
+    is_unique_violation,
+    new_id,
+)
+from waypost.destinations import delivery_settings, store
+from waypost.destinations.delivery_settings import DeliverySettings
+from waypost.destinations.schemas import (
+    CloudProviderSettings,
+    DeliveryIn,
+    DestinationCreate,
+    DestinationOut,
+    DestinationUpdate,
+    VerifyRequest,
+)
+from waypost.destinations.store import DestinationRow, Located
 from waypost.destinations.verification import handshake
 from waypost.fields import https_refusal
 from waypost.http import Conflict, Forbidden, Invalid
-from waypost.organizations.service import (
-    EnvironmentFlag,
-    caller_params,
-    caller_role,
-    environment_access,
-)
-from waypost.organizations.tables import environments
+from waypost.kinds import EnvironmentFlag, OrgRole
+from waypost.logs import service as logs
+from waypost.organizations.service import environment_access
+from waypost.queue import service as queue
 from waypost.runtime import Runtime
 
 MAX_PAGE = 1000
 MAX_SEQ = 2**31 - 1  # the integer column's range on PostgreSQL
 # An unproven receiver: after creation, and whenever its address or token changes.
-NOT_VERIFIED = {
+NOT_VERIFIED: dict[str, Any] = {
     "verified": False,
     "verification_status": None,
     "verification_checked_at": None,
     "verification_error": None,
 }
 _WHAT = "destination"
+_NO_CREDENTIAL = "no auth credential with this id in this environment"
 
 
-# Statements are built once: SQLAlchemy then reuses their compiled form.
-_destination_by_id = (
-    sa.select(destinations, environments.c.flag, caller_role)
-    .join(environments, environments.c.id == destinations.c.environment_id)
-    .where(
-        destinations.c.id == sa.bindparam("destination_id"),
-        environments.c.organization_id == sa.bindparam("organization_id"),
-    )
-)
-_read_access = Prepared(_destination_by_id)
-_write_access = Prepared(_destination_by_id.with_for_update(of=destinations))
-_insert = Prepared(destinations.insert())
-_page = (
-    sa.select(destinations)
-    .where(
-        destinations.c.environment_id == sa.bindparam("environment_id"),
-        destinations.c.seq > sa.bindparam("after"),
-    )
-    .order_by(destinations.c.seq)
-    .limit(sa.bindparam("limit"))
-)
-# The SET clause comes from the parameters given, so one statement serves every update.
-_update_by_seq = destinations.update().where(destinations.c.seq == sa.bindparam("row_seq"))
-_record_verification = destinations.update().where(
-    destinations.c.seq == sa.bindparam("row_seq"),
-    destinations.c.endpoint == sa.bindparam("checked_endpoint"),
-    destinations.c.verification_token == sa.bindparam("checked_token"),
-)
-_delete_by_seq = destinations.delete().where(destinations.c.seq == sa.bindparam("row_seq"))
-
-
-async def _destination_access(
+async def _access(
     conn: Connection, principal: Principal, destination_id: str, action: Action
-) -> Any:
-    query = _write_access if action is Action.WRITE else _read_access
-    params = {**caller_params(principal), "destination_id": canonical_id(destination_id)}
-    row = await conn.first(query, params) if params["destination_id"] else None
-    require_environment_role(row["role"] if row else None, action, what=_WHAT)
-    return row
-
-
-def view(row: Mapping[Any, Any], flag: str) -> dict[str, Any]:
-    """The destination as the API shows it; the verification token stays inside."""
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "authCredential": row["auth_credential_id"],
-        "endpoint": row["endpoint"],
-        "environment": {"id": row["environment_id"], "environmentFlag": flag},
-        "cloudProviderSettings": row["cloud_provider_settings"],
-        "setupState": row["setup_state"],
-        "verified": bool(row["verified"]),
-        "verification": _verification_view(row),
-        "verificationMethod": row["verification_method"],
-        "hasVerificationToken": row["verification_token"] is not None,
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
-
-
-def _verification_view(row: Mapping[Any, Any]) -> dict[str, Any] | None:
-    status = row["verification_status"]
-    if status is None:
-        return None
-    shown = {
-        "status": status,
-        "checkedAt": row["verification_checked_at"],
-        "method": row["verification_method"],
-    }
-    if status == "failed":
-        shown["error"] = row["verification_error"]
-    return shown
+) -> Located:
+    key = canonical_id(destination_id)
+    found = None
+    if key is not None:
+        found = await store.locate(
+            conn,
+            destination_id=key,
+            organization_id=principal.organization_id,
+            user_id=principal.user_id,
+            for_update=action is Action.WRITE,
+        )
+    require_environment_role(found.role if found else None, action, what=_WHAT)
+    assert found is not None  # require_environment_role refuses a missing role
+    return found
 
 
 def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
@@ -122,15 +80,15 @@ def _check_endpoint_scheme(endpoint: str | None, flag: str) -> None:
         raise Invalid("endpoint", refusal)
 
 
-async def _check_auth_credential(
-    conn: Connection, environment_id: str, credential_id: UUID | None
-) -> str | None:
-    """The credential to attach (or None to detach): one of the same environment."""
-    if credential_id is None:
-        return None
-    if not await credentials.in_environment(conn, str(credential_id), environment_id):
-        raise Invalid("authCredential", "no auth credential with this id in this environment")
-    return str(credential_id)
+def _stored_delivery(
+    stored: Mapping[str, JsonValue] | None, given: DeliveryIn | None, *, cloud: bool
+) -> dict[str, JsonValue] | None:
+    """The delivery keys to store after applying `given`; checks the effective settings."""
+    kept = delivery_settings.merged(
+        stored, None if given is None else given.model_dump(by_alias=True, exclude_unset=True)
+    )
+    delivery_settings.effective(kept, cloud=cloud)
+    return kept
 
 
 def token_context(destination_id: str) -> str:
@@ -143,24 +101,35 @@ def _seal_token(rt: Runtime, destination_id: str, token: str | None) -> str | No
     return rt.secret_box.encrypt(token, token_context(destination_id))
 
 
+def _open_token(box: SecretBox, row: DestinationRow) -> str | None:
+    """The verification token in plain text. Raises SecretKeyError, as every secret at
+    rest does, when no configured key opens it."""
+    if row.verification_token is None:
+        return None
+    try:
+        return box.decrypt(row.verification_token, token_context(row.id))
+    except (InvalidTag, SecretKeyError):
+        raise SecretKeyError(
+            f"the verificationToken of destination {row.id} cannot be opened with the "
+            "configured WAYPOST_SECRET_KEY; set the verificationToken again"
+        ) from None
+
+
 async def create(
-    rt: Runtime,
-    principal: Principal,
-    environment_id: str,
-    body: DestinationCreate,
-) -> dict[str, Any]:
+    rt: Runtime, *, principal: Principal, environment_id: str, body: DestinationCreate
+) -> DestinationOut:
     if body.endpoint is not None and body.cloud_provider_settings is not None:
         raise Invalid(
             "cloudProviderSettings",
             "a destination is either a URL (endpoint) or cloud storage, not both",
         )
     destination_id = str(body.id) if body.id else new_id()
-    created = now()
+    created = clock.now()
     async with audited_write(rt.db, principal, "destination-created") as (conn, event):
         environment = await environment_access(
             conn, principal, environment_id, Action.WRITE, what=_WHAT
         )
-        flag = environment["flag"]
+        flag = EnvironmentFlag(environment["flag"])
         if body.environment is not None:
             given_id = body.environment.id
             if given_id is not None and canonical_id(given_id) != environment["id"]:
@@ -169,9 +138,7 @@ async def create(
             if flag_given is not None and flag_given != flag:
                 raise Invalid("environment.environmentFlag", f"this environment is {flag}")
         _check_endpoint_scheme(body.endpoint, flag)
-        auth_credential_id = await _check_auth_credential(
-            conn, environment["id"], body.auth_credential
-        )
+        cloud = body.cloud_provider_settings is not None
         values = {
             "id": destination_id,
             "environment_id": environment["id"],
@@ -185,16 +152,19 @@ async def create(
             "setup_state": body.setup_state.model_dump(by_alias=True, exclude_unset=True)
             if body.setup_state
             else None,
-            "auth_credential_id": auth_credential_id,
+            "auth_credential_id": str(body.auth_credential) if body.auth_credential else None,
             "verification_token": _seal_token(rt, destination_id, body.verification_token),
             "verification_method": None,
             **NOT_VERIFIED,
+            "delivery": _stored_delivery(None, body.delivery, cloud=cloud),
             "created_at": created,
             "updated_at": created,
         }
         try:
-            await conn.run(_insert, values)
+            row = await store.insert(conn, values)
         except sa.exc.IntegrityError as exc:
+            if is_foreign_key_violation(exc):
+                raise Invalid("authCredential", _NO_CREDENTIAL) from None
             if is_unique_violation(exc):
                 raise Conflict(f"A destination with id {destination_id} already exists.") from exc
             raise
@@ -203,7 +173,7 @@ async def create(
             "environmentId": environment["id"],
             "fields": _audited_fields({}, {k: v for k, v in values.items() if v is not None}),
         }
-    return view(values, flag)
+    return DestinationOut.of(row, flag)
 
 
 def _encode_cursor(seq: int) -> str:
@@ -221,70 +191,73 @@ def decode_cursor(cursor: str) -> int:
 
 
 async def list_page(
-    rt: Runtime,
-    principal: Principal,
-    environment_id: str,
-    count: int,
-    cursor: str | None,
-) -> tuple[list[dict[str, Any]], str | None]:
+    rt: Runtime, *, principal: Principal, environment_id: str, count: int, cursor: str | None
+) -> tuple[list[DestinationOut], str | None]:
     """One page in creation order, and the cursor of the next page if there is one."""
     after = decode_cursor(cursor) if cursor is not None else 0
     async with rt.db.read() as conn:
         environment = await environment_access(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
-        rows = (
-            await conn.execute(
-                _page, {"environment_id": environment["id"], "after": after, "limit": count + 1}
-            )
-        ).all()
+        rows = await store.page(
+            conn, environment_id=environment["id"], after=after, limit=count + 1
+        )
     page = rows[:count]
     next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
-    return [view(r._mapping, environment["flag"]) for r in page], next_cursor
+    flag = EnvironmentFlag(environment["flag"])
+    return [DestinationOut.of(r, flag) for r in page], next_cursor
 
 
-async def get(rt: Runtime, principal: Principal, destination_id: str) -> dict[str, Any]:
+async def get(rt: Runtime, *, principal: Principal, destination_id: str) -> DestinationOut:
     async with rt.db.read() as conn:
-        row = await _destination_access(conn, principal, destination_id, Action.READ)
-    return view(row, row["flag"])
+        found = await _access(conn, principal, destination_id, Action.READ)
+    return DestinationOut.of(found.row, found.flag)
 
 
-async def _changes(
-    rt: Runtime, conn: Connection, row: Any, given: Mapping[str, Any]
-) -> dict[str, Any]:
+def _changes(rt: Runtime, found: Located, given: Mapping[str, Any]) -> dict[str, Any]:
     """Column changes for the fields a PATCH or verify call gave (snake_case keys)."""
+    row = found.row
     changes: dict[str, Any] = {}
     if "name" in given:
         if given["name"] is None:
             raise Invalid("name", "must not be null")
         changes["name"] = given["name"]
     if "auth_credential" in given:
-        changes["auth_credential_id"] = await _check_auth_credential(
-            conn, row["environment_id"], given["auth_credential"]
-        )
+        credential = given["auth_credential"]
+        changes["auth_credential_id"] = None if credential is None else str(credential)
     if "endpoint" in given:
-        if row["cloud_provider_settings"] is not None:
+        if row.is_cloud:
             raise Invalid(
                 "endpoint", "this is a cloud destination; its type cannot change to a URL"
             )
-        _check_endpoint_scheme(given["endpoint"], row["flag"])
+        _check_endpoint_scheme(given["endpoint"], found.flag)
         changes["endpoint"] = given["endpoint"]
     if "verification_token" in given:
-        changes["verification_token"] = _seal_token(rt, row["id"], given["verification_token"])
+        changes["verification_token"] = _seal_token(rt, row.id, given["verification_token"])
     if "verification_method" in given:
         changes["verification_method"] = given["verification_method"]
+    if "delivery" in given:
+        changes["delivery"] = _stored_delivery(row.delivery, given["delivery"], cloud=row.is_cloud)
     # A new address or secret has not been proven: the receiver must be verified again.
     if changes.keys() & {"endpoint", "verification_token"}:
         changes.update(NOT_VERIFIED)
     return changes
 
 
-async def _save(conn: Connection, row: Any, changes: dict[str, Any]) -> Mapping[str, Any]:
+async def _save(conn: Connection, row: DestinationRow, changes: dict[str, Any]) -> DestinationRow:
     """Writes the changes and returns the row as it now stands."""
     if changes:
-        changes["updated_at"] = now()
-        await conn.execute(_update_by_seq, {"row_seq": row["seq"], **changes})
-    return {**row, **changes}
+        changes["updated_at"] = clock.now()
+    try:
+        saved = await store.update(conn, row, changes)
+    except sa.exc.IntegrityError as exc:
+        if is_foreign_key_violation(exc):
+            raise Invalid("authCredential", _NO_CREDENTIAL) from None
+        raise
+    if changes.keys() & {"endpoint", "verification_token"}:
+        # An unproven receiver gets nothing: the queue waits, whole, for a new verify.
+        await queue.set_held(conn, destination_id=row.id, held=True)
+    return saved
 
 
 # Column -> wire name, for the audit trail; the verification token is a secret.
@@ -296,6 +269,7 @@ _AUDITED = {
     "verification_method": "verificationMethod",
     "cloud_provider_settings": "cloudProviderSettings",
     "setup_state": "setupState",
+    "delivery": "delivery",
 }
 
 
@@ -305,31 +279,29 @@ def _audited_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str,
     return audit.changes(wire_old, wire_new, secrets=frozenset({"verificationToken"}))
 
 
+def _columns(row: DestinationRow) -> dict[str, Any]:
+    return {column: getattr(row, column) for column in _AUDITED}
+
+
 def _given(body: DestinationUpdate | VerifyRequest) -> dict[str, Any]:
     return {name: getattr(body, name) for name in body.model_fields_set}
 
 
 async def update(
-    rt: Runtime,
-    principal: Principal,
-    destination_id: str,
-    body: DestinationUpdate,
-) -> dict[str, Any]:
+    rt: Runtime, *, principal: Principal, destination_id: str, body: DestinationUpdate
+) -> DestinationOut:
     async with audited_write(rt.db, principal, "destination-updated") as (conn, event):
         event.details["destinationId"] = destination_id
-        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        changes = await _changes(rt, conn, row, _given(body))
-        event.details["changes"] = _audited_fields(row, changes)
-        saved = await _save(conn, row, changes)
-    return view(saved, row["flag"])
+        found = await _access(conn, principal, destination_id, Action.WRITE)
+        changes = _changes(rt, found, _given(body))
+        event.details["changes"] = _audited_fields(_columns(found.row), changes)
+        saved = await _save(conn, found.row, changes)
+    return DestinationOut.of(saved, found.flag)
 
 
 async def verify(
-    rt: Runtime,
-    principal: Principal,
-    destination_id: str,
-    body: VerifyRequest,
-) -> dict[str, Any]:
+    rt: Runtime, *, principal: Principal, destination_id: str, body: VerifyRequest
+) -> DestinationOut:
     """Saves the given fields, runs the challenge handshake, and records the outcome.
 
     The handshake runs outside any transaction: a slow receiver must not hold the
@@ -347,29 +319,41 @@ async def verify(
     )
     async with verify_event as (conn, event):
         event.details["destinationId"] = destination_id
-        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        if row["cloud_provider_settings"] is not None:
+        found = await _access(conn, principal, destination_id, Action.WRITE)
+        if found.row.is_cloud:
             raise Invalid(
                 "cloudProviderSettings",
                 "cloud destinations are verified by cloud delivery, which is not available yet",
             )
-        changes = await _changes(rt, conn, row, _given(body))
-        event.details["changes"] = _audited_fields(row, changes)
-        saved = await _save(conn, row, changes)
+        changes = _changes(rt, found, _given(body))
+        event.details["changes"] = _audited_fields(_columns(found.row), changes)
+        saved = await _save(conn, found.row, changes)
     missing = [
         (field, "is required to verify; set it on the destination or in this request")
-        for field, column in (("endpoint", "endpoint"), ("verificationToken", "verification_token"))
-        if saved[column] is None
+        for field, value in (
+            ("endpoint", saved.endpoint),
+            ("verificationToken", saved.verification_token),
+        )
+        if value is None
     ]
     if missing:
         refusal = Invalid.many(missing)
         await record_failure(rt.db, principal, event, refusal.detail)
         raise refusal
-    method = saved["verification_method"] or "POST"
-    token = rt.secret_box.decrypt(saved["verification_token"], token_context(saved["id"]))
+    assert saved.endpoint is not None
+    try:
+        token = _open_token(rt.secret_box, saved)
+    except SecretKeyError as exc:
+        # The key that sealed the token is gone (a wrong or rotated WAYPOST_SECRET_KEY):
+        # only a new token helps, so say so rather than fail the request.
+        refusal = Invalid("verificationToken", str(exc))
+        await record_failure(rt.db, principal, event, refusal.detail)
+        raise refusal from None
+    assert token is not None
+    method = saved.verification_method or "POST"
     outcome = await handshake(
         rt.outbound,
-        saved["endpoint"],
+        saved.endpoint,
         token,
         method,
         timeout_seconds=rt.settings.verify_timeout_seconds,
@@ -377,82 +361,128 @@ async def verify(
     result = {
         "verified": outcome.error is None,
         "verification_status": "failed" if outcome.error else "verified",
-        "verification_checked_at": now(),
+        "verification_checked_at": clock.now(),
         "verification_error": outcome.error.message if outcome.error else None,
         "verification_method": method,
     }
-    event.details.update(method=method, endpoint=saved["endpoint"])
+    event.details.update(method=method, endpoint=saved.endpoint)
     if outcome.error is not None:
         event.status = "failed"
         event.details["error"] = outcome.error.message
     async with rt.db.write() as conn:
-        recorded = await conn.execute(
-            _record_verification,
-            {
-                "row_seq": row["seq"],
-                "checked_endpoint": saved["endpoint"],
-                "checked_token": saved["verification_token"],
-                **result,
-            },
-        )
-        if recorded.rowcount:
+        recorded = await store.record_verification(conn, saved, result)
+        if recorded is not None:
             await audit.record(conn, audit.Actor.of(principal), event)
-    if recorded.rowcount == 0:
+            if outcome.error is None:
+                await queue.set_held(conn, destination_id=saved.id, held=False)
+    if recorded is not None and outcome.error is None:
+        rt.delivery_wake.set()  # a held queue may go again
+    if recorded is None:
         raise Conflict("The destination changed while it was being verified; verify again.")
     if outcome.error is not None:
         raise Invalid(outcome.error.field, outcome.error.message)
-    return view({**saved, **result}, row["flag"])
+    return DestinationOut.of(recorded, found.flag)
 
 
-_using_credential = (
-    sa.select(destinations.c.id, destinations.c.name)
-    .where(
-        destinations.c.environment_id == sa.bindparam("environment_id"),
-        destinations.c.auth_credential_id == sa.bindparam("credential_id"),
-    )
-    .order_by(destinations.c.seq)
-)
-_sealed_tokens = (
-    sa.select(destinations.c.seq, destinations.c.id, destinations.c.verification_token)
-    .where(destinations.c.verification_token.is_not(None))
-    .with_for_update()
-)
-
-
-async def using_credential(
-    conn: Connection, environment_id: str, credential_id: str
-) -> list[tuple[str, str]]:
-    """(id, name) of the destinations that send with this auth credential."""
-    params = {"environment_id": environment_id, "credential_id": credential_id}
-    return [(r.id, r.name) for r in (await conn.execute(_using_credential, params)).all()]
-
-
-async def reseal_tokens(conn: Connection, box: SecretBox) -> int:
-    """Moves every verification token onto the first key; returns how many moved."""
-    count = 0
-    for row in (await conn.execute(_sealed_tokens)).all():
-        if box.is_current(row.verification_token):
-            continue
-        sealed = box.reseal(
-            row.verification_token,
-            token_context(row.id),
-            what=f"the verificationToken of destination {row.id}",
-        )
-        await conn.execute(_update_by_seq, {"row_seq": row.seq, "verification_token": sealed})
-        count += 1
-    return count
-
-
-async def delete(rt: Runtime, principal: Principal, destination_id: str) -> str:
+async def delete(
+    rt: Runtime, *, principal: Principal, destination_id: str, force: bool = False
+) -> str:
+    """Deletes a destination. Messages still queued for it answer 409 with their count,
+    unless `force`, which marks them failed ("destination deleted")."""
     async with audited_write(rt.db, principal, "destination-deleted") as (conn, event):
         event.details["destinationId"] = destination_id
-        row = await _destination_access(conn, principal, destination_id, Action.WRITE)
-        event.details["name"] = row["name"]
-        if row["flag"] == EnvironmentFlag.PRODUCTION:
+        found = await _access(conn, principal, destination_id, Action.WRITE)
+        event.details["name"] = found.row.name
+        if found.flag == EnvironmentFlag.PRODUCTION:
             require_org_role(
                 principal.org_role,
                 {OrgRole.OWNER, OrgRole.ADMIN},
                 doing="Deleting a Production destination",
             )
-        await conn.execute(_delete_by_seq, {"row_seq": row["seq"]})
+        waiting = await queue.pending(conn, destination_id=found.row.id)
+        if waiting and not force:
+            raise Conflict(
+                f"{waiting} message(s) are still queued for destination {found.row.id}; "
+                "delete with ?force=true to mark them failed"
+            )
+        if waiting:
+            dropped = await queue.drop(conn, destination_id=found.row.id)
+            await logs.fail(conn, log_ids=dropped, reason="destination deleted", at=clock.now())
+            event.details["failedMessages"] = len(dropped)
+        await store.delete(conn, found.row)
     return f"Destination {destination_id} was deleted and no longer exists in its environment."
+
+
+# --- for other features ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """What a sender needs to deliver to a destination, secrets opened."""
+
+    id: str
+    name: str
+    environment_id: str
+    environment_flag: EnvironmentFlag
+    endpoint: str | None  # None for cloud destinations, or a URL destination not set up
+    verification_token: str | None  # plain text, for the `verification-token` header
+    auth_credential_id: str | None
+    verified: bool
+    cloud_provider_settings: CloudProviderSettings | None
+    delivery: DeliverySettings
+
+
+async def delivery_target(rt: Runtime, *, destination_id: str) -> DeliveryTarget | None:
+    """The destination as a sender sees it, or None if it no longer exists. Raises
+    SecretKeyError when its verification token cannot be opened."""
+    async with rt.db.read() as conn:
+        found = await store.target(conn, destination_id=destination_id)
+    if found is None:
+        return None
+    row = found.row
+    return DeliveryTarget(
+        id=row.id,
+        name=row.name,
+        environment_id=row.environment_id,
+        environment_flag=found.flag,
+        endpoint=row.endpoint,
+        verification_token=_open_token(rt.secret_box, row),
+        auth_credential_id=row.auth_credential_id,
+        verified=row.verified,
+        cloud_provider_settings=None
+        if row.cloud_provider_settings is None
+        else CloudProviderSettings.model_validate(row.cloud_provider_settings),
+        delivery=row.delivery_settings(),
+    )
+
+
+async def using_credential(conn: Connection, *, credential_id: str) -> list[tuple[str, str]]:
+    """(id, name) of the destinations that send with this auth credential."""
+    return await store.using_credential(conn, credential_id=credential_id)
+
+
+async def reseal_tokens(conn: Connection, box: SecretBox) -> int:
+    """Moves every verification token onto the first key; returns how many moved."""
+    count = 0
+    for seq, destination_id, sealed in await store.sealed_tokens(conn):
+        if box.is_current(sealed):
+            continue
+        resealed = box.reseal(
+            sealed,
+            token_context(destination_id),
+            what=f"the verificationToken of destination {destination_id}",
+        )
+        await store.set_token(conn, seq=seq, sealed=resealed)
+        count += 1
+    return count
+
+
+async def name_in_environment(
+    conn: Connection, *, destination_id: str, environment_id: str | None = None
+) -> str | None:
+    """The destination's name, or None when there is no such destination (in
+    `environment_id`, when given). For features that show a destination they refer to."""
+    found = await store.target(conn, destination_id=destination_id)
+    if found is None or environment_id not in (None, found.row.environment_id):
+        return None
+    return found.row.name
