@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -14,10 +15,10 @@ from fastapi.responses import Response
 
 from waypost import __version__
 from waypost.audit.router import router as audit_router
+from waypost.auth.principals import authenticate
 from waypost.auth.router import router as auth_router
 from waypost.credentials.router import router as credentials_router
-from waypost.crypto import SecretBox, load_or_create_key_file
-from waypost.db import Database
+from waypost.delivery.worker import Worker
 from waypost.destinations.router import router as destinations_router
 from waypost.http import (
     PROBLEM_JSON,
@@ -25,22 +26,18 @@ from waypost.http import (
     install_error_handlers,
     problem_response,
 )
+from waypost.ingest.router import router as ingest_router
+from waypost.logs.router import router as logs_router
 from waypost.organizations.router import router as organizations_router
-from waypost.outbound import OutboundClient, parse_allow_list
 from waypost.ratelimit import RateLimit
-from waypost.runtime import Runtime, runtime
+from waypost.runtime import open_runtime, runtime, secret_box
 from waypost.settings import Settings
+from waypost.sources.router import legacy_auth_router as sources_legacy_auth_router
+from waypost.sources.router import router as sources_router
+from waypost.sources.router import token_router as sources_token_router
+from waypost.subscriptions.router import router as subscriptions_router
 
 log = logging.getLogger("waypost")
-
-
-def secret_box(settings: Settings) -> SecretBox:
-    """The key from the setting; the embedded SQLite set-up generates one on first run."""
-    if settings.secret_key:
-        return SecretBox.from_setting(settings.secret_key)
-    if settings.database_url and not settings.database_url.startswith("sqlite"):
-        raise ValueError("WAYPOST_SECRET_KEY is required when WAYPOST_DATABASE_URL is not SQLite")
-    return SecretBox.from_setting(load_or_create_key_file(settings.data_dir / "secret.key"))
 
 
 def _problem_openapi(app: FastAPI) -> dict[str, Any]:
@@ -76,37 +73,37 @@ def _problem_openapi(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # Checked now, so that a missing key fails here rather than at start-up.
     box = secret_box(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
-        allow = parse_allow_list(settings.outbound_allow)
-        if allow:
-            log.warning(
-                "outbound guard: WAYPOST_OUTBOUND_ALLOW lets requests reach %s; "
-                "unset it in production",
-                ", ".join(str(n) for n in allow),
-            )
-        outbound = OutboundClient(allow, settings.ca_bundle)
-        # Everything built so far (routes, schemas, validators) lives as long as the
-        # process: keep it out of the collector's way, so collections stay short.
-        gc.collect()
-        gc.freeze()
-        app.state.runtime = Runtime(settings=settings, db=db, secret_box=box, outbound=outbound)
-        try:
-            yield
-        finally:
-            await outbound.close()
-            await db.close()
+        async with open_runtime(settings, box=box) as rt:
+            app.state.runtime = rt
+            # Everything built so far (routes, schemas, validators) lives as long as the
+            # process: keep it out of the collector's way, so collections stay short.
+            gc.collect()
+            gc.freeze()
+            if not settings.delivery_worker:
+                yield
+                return
+            worker = Worker(rt, concurrency=settings.worker_concurrency)
+            running = asyncio.create_task(worker.run(), name="delivery-worker")
+            try:
+                yield
+            finally:
+                await worker.stop()
+                await running
 
     app = FastAPI(
         title="Waypost Platform API",
         version=__version__,
         lifespan=lifespan,
     )
+    app.state.authenticate = authenticate
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit)
+    # The send API takes messages up to Redox's quota; the Platform API, small bodies.
+    app.add_middleware(BodySizeLimit, larger={"/endpoint": settings.max_message_bytes})
     if settings.rate_limit_requests:
         app.add_middleware(
             RateLimit,
@@ -118,6 +115,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(organizations_router)
     app.include_router(audit_router)
     app.include_router(auth_router)
+    app.include_router(sources_router)
+    app.include_router(sources_legacy_auth_router)
+    app.include_router(sources_token_router)
+    app.include_router(subscriptions_router)
+    app.include_router(logs_router)
+    app.include_router(ingest_router)
 
     @app.get("/health", tags=["operations"], summary="Liveness; does not touch the database")
     async def health() -> dict[str, str]:

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import typer
 
 from waypost.auth import service as auth
-from waypost.auth.permissions import EnvRole, OrgRole
 from waypost.auth.service import InvalidKeys, UnknownError, create_token, revoke_token
 from waypost.crypto import SecretKeyError
 from waypost.db import Database, DatabaseUrlError, migrate, new_id
+from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import service as organizations
 from waypost.organizations.tables import organizations as organizations_table
 from waypost.settings import Settings
@@ -99,11 +99,19 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
     access_log: Annotated[bool, typer.Option(help="Log each request line.")] = True,
+    worker: Annotated[
+        bool, typer.Option(help="Deliver messages in this process too (--no-worker: API only).")
+    ] = True,
 ) -> None:
-    """Migrate, then serve the API."""
+    """Migrate, then serve the API (and deliver, unless --no-worker)."""
+    import os
+
     import uvicorn
 
-    from waypost.app import secret_box
+    # The app is built by uvicorn from the environment, in each of its processes.
+    os.environ["WAYPOST_DELIVERY_WORKER"] = "true" if worker else "false"
+
+    from waypost.runtime import secret_box
 
     settings = Settings()
     try:
@@ -124,6 +132,45 @@ def serve(
         log_level="info",
         log_config=log_config,
     )
+
+
+@cli.command("worker")
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=1000, help="Sends in flight at once (default WAYPOST_WORKER_CONCURRENCY)."
+        ),
+    ] = None,
+) -> None:
+    """Migrate, then deliver queued messages until stopped (Ctrl-C or SIGTERM)."""
+    import logging
+    import signal
+
+    from waypost.delivery.worker import Worker
+    from waypost.runtime import open_runtime
+
+    settings = Settings()
+    with_database(_noop)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    async def deliver() -> None:
+        async with open_runtime(settings) as rt:
+            worker = Worker(rt, concurrency=concurrency or settings.worker_concurrency)
+            loop = asyncio.get_running_loop()
+            running = asyncio.create_task(worker.run())
+            stopping = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stopping.set)
+            typer.echo(f"waypost worker {worker.owner}: delivering", err=True)
+            await stopping.wait()
+            await worker.stop()
+            await running
+
+    try:
+        asyncio.run(deliver())
+    except (ValueError, SecretKeyError) as exc:
+        raise fail(str(exc)) from None
 
 
 @cli.command()
@@ -306,8 +353,8 @@ def secrets_reencrypt(as_json: JsonFlag = False) -> None:
     """Re-encrypt every stored secret with the first key of WAYPOST_SECRET_KEY.
 
     Rotation: set WAYPOST_SECRET_KEY=NEW,OLD everywhere, run this, then drop OLD."""
-    from waypost.app import secret_box
     from waypost.rotation import reencrypt_all
+    from waypost.runtime import secret_box
 
     try:
         box = secret_box(Settings())

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,22 @@ metadata = sa.MetaData(
 
 class DatabaseUrlError(ValueError):
     pass
+
+
+class IOInsideWrite(RuntimeError):
+    """Real I/O was started inside a write transaction. On SQLite every other writer
+    waits for its turn while it runs, and on PostgreSQL it holds row locks for a network
+    round trip: a programming error, so it fails loudly rather than being handled."""
+
+
+# True while the current task is inside `Database.write()`.
+_in_write: ContextVar[bool] = ContextVar("waypost_in_write", default=False)
+
+
+def refuse_inside_write(what: str) -> None:
+    """Called before real I/O (outbound HTTP): raises IOInsideWrite inside a write."""
+    if _in_write.get():
+        raise IOInsideWrite(f"{what} inside a write transaction; do it before or after")
 
 
 def driver_url(plain: str) -> sa.URL:
@@ -105,7 +122,8 @@ class Prepared:
     straight on the driver, on the transaction's own connection: compiled once per
     dialect and set of parameter names (they decide an INSERT's columns), with
     SQLAlchemy's own type processors applied to parameters and results. Run one with
-    `Connection.first` or `.run`.
+    `Connection.first` (one row, also of an INSERT or UPDATE ... RETURNING), `.all` or
+    `.run`.
     """
 
     def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
@@ -131,6 +149,7 @@ class _Plan:
     binds: tuple[tuple[str, Any, Processor], ...]  # name, default or _REQUIRED, processor
     columns: tuple[str, ...]
     results: tuple[Processor, ...] | None  # None when no column needs converting
+    returning: bool  # a change that answers rows
 
     @classmethod
     def compile(
@@ -149,16 +168,19 @@ class _Plan:
             param = compiled.binds[name]
             default = _REQUIRED if param.required else param.effective_value
             binds.append((name, default, param.type.dialect_impl(dialect).bind_processor(dialect)))
-        selected = getattr(statement, "selected_columns", None)
-        returned = list(selected) if selected is not None else []
-        columns = tuple(selected.keys()) if selected is not None else ()
-        if len(set(columns)) != len(columns):
+        # A SELECT's columns, or an INSERT, UPDATE or DELETE's RETURNING columns.
+        exported = statement.exported_columns
+        returned = list(exported)
+        columns = tuple(key for key in exported.keys() if key is not None)
+        if len(set(columns)) != len(returned):
             raise ValueError(f"prepared statements need distinct column names: {columns}")
         results = tuple(
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned
         )
         sql = str(compiled)
-        return cls(sql, positional, tuple(binds), columns, results if any(results) else None)
+        returning = bool(columns) and not isinstance(statement, sa.Select)
+        converted = results if any(results) else None
+        return cls(sql, positional, tuple(binds), columns, converted, returning)
 
     def parameters(self, given: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         values = []
@@ -199,6 +221,12 @@ class Connection:
         """The first row, by column name, or None."""
         raise NotImplementedError
 
+    async def all(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        """Every row, by column name."""
+        raise NotImplementedError
+
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
         """Runs an INSERT, UPDATE or DELETE; returns the number of rows it touched."""
         raise NotImplementedError
@@ -227,6 +255,12 @@ class _AsyncConnection(Connection):
         plan = prepared.plan(self._conn.dialect, frozenset(parameters))
         values = await (await self._run(plan, parameters)).fetchone()
         return None if values is None else plan.row(values)
+
+    async def all(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
+        return [plan.row(values) for values in await (await self._run(plan, parameters)).fetchall()]
 
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
         plan = prepared.plan(self._conn.dialect, frozenset(parameters))
@@ -266,8 +300,19 @@ class _InlineConnection(Connection):
         self, prepared: Prepared, parameters: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
         plan = prepared.plan(self.sa.dialect, frozenset(parameters))
-        values = self._run(plan, parameters).fetchone()
+        cursor = self._run(plan, parameters)
+        values = cursor.fetchone()
+        if plan.returning and values is not None:
+            # An INSERT or UPDATE ... RETURNING read only in part stays active on the
+            # connection and would hold up the savepoint's RELEASE; finish it.
+            cursor.fetchall()
         return None if values is None else plan.row(values)
+
+    async def all(
+        self, prepared: Prepared, parameters: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
+        plan = prepared.plan(self.sa.dialect, frozenset(parameters))
+        return [plan.row(values) for values in self._run(plan, parameters).fetchall()]
 
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
         plan = prepared.plan(self.sa.dialect, frozenset(parameters))
@@ -497,10 +542,19 @@ class Database:
             return self._sqlite_reads
         return self._transaction(write=False)
 
-    def write(self) -> AbstractAsyncContextManager[Connection]:
-        if self._sync_engine is not None:
-            return self._sqlite_writes
-        return self._transaction(write=True)
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Connection]:
+        """A write transaction. No real I/O may run inside it (`refuse_inside_write`)."""
+        marker = _in_write.set(True)
+        try:
+            if self._sync_engine is not None:
+                async with self._sqlite_writes as conn:
+                    yield conn
+            else:
+                async with self._transaction(write=True) as conn:
+                    yield conn
+        finally:
+            _in_write.reset(marker)
 
     async def ping(self) -> None:
         async with self.read() as conn:
@@ -518,9 +572,22 @@ class Database:
             await self._async_reads.dispose()
 
 
+def _violates(exc: sa.exc.IntegrityError, sqlstate: str, sqlite_names: tuple[str, ...]) -> bool:
+    """Whether a constraint error is of one kind, by the engines' codes, not their words."""
+    original = exc.orig
+    if isinstance(original, psycopg.Error):
+        return original.sqlstate == sqlstate
+    if isinstance(original, sqlite3.Error):
+        return getattr(original, "sqlite_errorname", None) in sqlite_names
+    return False
+
+
 def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
-    text = str(exc.orig).lower()
-    return "unique" in text or "duplicate key" in text
+    return _violates(exc, "23505", ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"))
+
+
+def is_foreign_key_violation(exc: sa.exc.IntegrityError) -> bool:
+    return _violates(exc, "23503", ("SQLITE_CONSTRAINT_FOREIGNKEY",))
 
 
 def migrate(plain_url: str) -> None:

@@ -23,6 +23,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from waypost import __version__
+from waypost.db import refuse_inside_write
 
 log = logging.getLogger("waypost.outbound")
 
@@ -178,6 +179,7 @@ class OutboundClient:
         json: Any = None,
         data: Any = None,
     ) -> OutboundResponse:
+        refuse_inside_write(f"{method} {url}")
         host = urlsplit(url).hostname or ""
         try:
             literal = ipaddress.ip_address(host)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from waypost.access import CurrentPrincipal
 from waypost.audit import service
-from waypost.auth.principals import CurrentPrincipal
 from waypost.http import Meta, Page, envelope, error_responses
 from waypost.runtime import runtime
 

@@ -11,11 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from waypost import clock
+from waypost.access import Principal, require_org_role
 from waypost.audit.tables import audit_events
-from waypost.auth.permissions import OrgRole, require_org_role
-from waypost.auth.principals import Principal
 from waypost.db import Connection, Database, Prepared, new_id
 from waypost.http import Forbidden, Invalid, NotFound, ProblemError
+from waypost.kinds import OrgRole
 
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
 MAX_PAGE = 50

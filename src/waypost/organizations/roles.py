@@ -4,20 +4,33 @@ organization roles, and an organization always keeps at least one owner."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
 from pydantic import model_validator
 
+from waypost.access import Principal, require_org_role
 from waypost.audit.service import audited_write
-from waypost.auth.permissions import EnvRole, OrgRole, require_org_role, role_id, role_ref
-from waypost.auth.principals import Principal
 from waypost.db import Connection, Database, canonical_id, is_unique_violation
 from waypost.http import Conflict, Invalid, NotFound, WireModel
+from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations.tables import environment_roles, environments, organizations, users
 
 MANAGERS = {OrgRole.OWNER, OrgRole.ADMIN}
+
+# Stable role ids (Redox's `role.id`), the same on every installation.
+_ROLE_NAMESPACE = uuid.UUID("6f1c3a52-8f0e-4d0b-9a55-3f1f4e2b7c10")
+
+
+def role_id(role: OrgRole | EnvRole) -> str:
+    kind = "organization" if isinstance(role, OrgRole) else "environment"
+    return str(uuid.uuid5(_ROLE_NAMESPACE, f"{kind}:{role.value}"))
+
+
+def role_ref(role: OrgRole | EnvRole) -> dict[str, str]:
+    return {"id": role_id(role), "name": role.value}
 
 
 class RoleRef(WireModel):

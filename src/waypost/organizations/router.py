@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from waypost.auth.principals import CurrentPrincipal
+from waypost.access import CurrentPrincipal
 from waypost.http import Meta, envelope, error_responses
+from waypost.kinds import EnvironmentFlag
 from waypost.organizations import roles, service
 from waypost.runtime import runtime
 
@@ -26,7 +27,7 @@ class OrganizationRef(BaseModel):
 class EnvironmentOut(BaseModel):
     id: str
     name: str
-    environmentFlag: service.EnvironmentFlag
+    environmentFlag: EnvironmentFlag
     organization: OrganizationRef
 
 

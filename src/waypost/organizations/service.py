@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 
 from waypost import clock
-from waypost.auth.permissions import Action, EnvRole, OrgRole, require_environment_role
-from waypost.auth.principals import Principal
+from waypost.access import Action, Principal, require_environment_role
 from waypost.auth.service import UnknownError, issue_token
 from waypost.db import (
     Connection,
@@ -21,13 +19,8 @@ from waypost.db import (
     new_id,
 )
 from waypost.http import NotFound
+from waypost.kinds import EnvironmentFlag, EnvRole, OrgRole
 from waypost.organizations.tables import environment_roles, environments, organizations, users
-
-
-class EnvironmentFlag(StrEnum):
-    DEVELOPMENT = "Development"
-    STAGING = "Staging"
-    PRODUCTION = "Production"
 
 
 class DuplicateError(ValueError):
