@@ -24,9 +24,9 @@ import sqlalchemy as sa
 import uvicorn
 
 from waypost.app import create_app
-from waypost.auth.permissions import EnvRole, OrgRole
 from waypost.crypto import new_secret_key
 from waypost.db import Database, migrate
+from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import service as organizations
 from waypost.settings import Settings
 
@@ -298,3 +298,22 @@ def server_for(
             yield running
         finally:
             running.stop()
+
+
+def sqlite_script(server: Server, script: str) -> None:
+    """Runs SQL on a SQLite server's database from another process (see sqlite_bytes for
+    why not from this one)."""
+    url = server.settings.resolved_database_url()
+    assert url.startswith("sqlite:///"), url
+    run = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)\n"
+        "conn.executescript(sys.argv[2])\n"
+        "conn.close()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", run, url.removeprefix("sqlite:///"), script],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )

@@ -10,6 +10,7 @@ next request of the user concerned.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -32,9 +34,10 @@ from tests.access_support import (
     org_roles_url,
     settle_after_server_error,
 )
-from tests.support import Org, Server
-from waypost.auth.permissions import EnvRole, OrgRole, role_id
+from tests.support import Org, Server, sqlite_script
 from waypost.db import Database
+from waypost.kinds import EnvRole, OrgRole
+from waypost.organizations.roles import role_id
 from waypost.organizations.tables import users
 
 ORG_ROLE_IDS = {role.value: role_id(role) for role in OrgRole}
@@ -107,7 +110,8 @@ def test_role_ids_are_distinct_uuids() -> None:
 
 
 def test_owner_lists_organization_memberships(org: Org) -> None:
-    admin = make_user(org, "admin", email=f"Mixed-Case-{uuid.uuid4().hex[:8]}@X.Test")
+    given = f"Mixed-Case-{uuid.uuid4().hex[:8]}@X.Test"
+    admin = make_user(org, "admin", email=given)
     member = make_user(org, "member", Development="viewer")
     memberships = org_memberships(org)
     assert [m["user"]["id"] for m in memberships] == [org.owner_id, admin.id, member.id]
@@ -123,8 +127,7 @@ def test_owner_lists_organization_memberships(org: Org) -> None:
         role("member", "org"),
     ]
     by_id = {m["user"]["id"]: m["user"] for m in memberships}
-    assert by_id[admin.id]["lowercaseEmail"] == admin.email.lower()
-    assert by_id[admin.id]["lowercaseEmail"] == by_id[admin.id]["lowercaseEmail"].lower()
+    assert by_id[admin.id]["lowercaseEmail"] == given.lower()
     assert by_id[member.id]["lowercaseEmail"] == member.email
 
 
@@ -317,20 +320,23 @@ def test_environment_memberships(org: Org, lister: str) -> None:
         {
             "environment": {"id": org.dev, "name": "Development"},
             "role": role("engineer"),
-            "user": dev[0]["user"],
+            "user": {
+                "id": org.owner_id,
+                "fullname": dev[0]["user"]["lowercaseEmail"],
+                "lowercaseEmail": dev[0]["user"]["lowercaseEmail"],
+            },
         },
         {
             "environment": {"id": org.dev, "name": "Development"},
             "role": role("viewer"),
             "user": {
                 "id": viewer.id,
-                "fullname": dev[1]["user"]["fullname"],
+                "fullname": viewer.email,  # a user made without a name is named by email
                 "lowercaseEmail": viewer.email,
             },
         },
     ]
-    assert dev[0]["user"]["id"] == org.owner_id
-    assert set(dev[0]["user"]) == {"id", "fullname", "lowercaseEmail"}
+    assert dev[0]["user"]["lowercaseEmail"].startswith("owner-")
     staging = env_memberships(org, org.staging, token)
     assert [(m["user"]["id"], m["role"]["name"]) for m in staging] == [
         (org.owner_id, "engineer"),
@@ -749,22 +755,78 @@ def _owners(server: Server, org: Org) -> list[str]:
     return owners
 
 
-def test_assigning_the_same_role_twice_at_once(org: Org) -> None:
-    """One assignment wins; the other is told 409, not a 500."""
+def test_assigning_the_same_role_twice_at_once(server: Server, org: Org) -> None:
+    """Both requests find no role and both insert one: one wins, the other is told 409
+    (by the unique-violation handler), never a 500."""
     user = make_user(org, "member")
     admin = make_user(org, "admin")
     body = {"role": {"name": "viewer"}, "user": {"id": user.id}}
-    for env_id in (org.dev, org.staging, org.prod):
-        with org.client() as owner_api, org.client(admin.token) as admin_api:
-            assert owner_api.get(env_roles_url(env_id)).status_code == 200
-            assert admin_api.get(env_roles_url(env_id)).status_code == 200
-            responses = at_once(
-                [
-                    partial(owner_api.post, env_roles_url(env_id), json=body),
-                    partial(admin_api.post, env_roles_url(env_id), json=body),
-                ]
-            )
-        for response in responses:
-            settle_after_server_error(response)
-        assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
-        assert env_role_of(org, env_id, user.id) == "viewer"
+    with org.client() as owner_api, org.client(admin.token) as admin_api:
+        calls = [
+            partial(owner_api.post, env_roles_url(org.dev), json=body),
+            partial(admin_api.post, env_roles_url(org.dev), json=body),
+        ]
+        if server.backend == "postgres":
+            responses = _both_past_the_check(server, calls)
+            expected = [200, 409]
+        else:
+            responses = [_with_a_writer_in_between(server, user.id, calls[0])]
+            expected = [409]
+    for response in responses:
+        settle_after_server_error(response)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == expected, [r.text for r in responses]
+    conflict = next(r for r in responses if r.status_code == 409)
+    assert_problem(conflict, 409)
+    if server.backend == "postgres":
+        assert env_role_of(org, org.dev, user.id) == "viewer"
+    else:
+        # The refused request rolled back, the other writer's row with it.
+        assert env_role_of(org, org.dev, user.id) is None
+        with org.client() as api:
+            assert_success(api.post(env_roles_url(org.dev), json=body))
+        assert env_role_of(org, org.dev, user.id) == "viewer"
+
+
+def _both_past_the_check(
+    server: Server, calls: list[Callable[[], httpx.Response]]
+) -> list[httpx.Response]:
+    """PostgreSQL: holds a SHARE lock on environment_roles, which lets both requests read
+    (and find no role) but stops both at their INSERT; releases them only once both wait
+    there. The second INSERT then meets the first's row in the primary key, every time."""
+    url = server.settings.resolved_database_url()
+    waiting = (
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = 'environment_roles' AND NOT l.granted"
+    )
+    with psycopg.connect(url) as locker, ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        locker.execute("LOCK TABLE environment_roles IN SHARE MODE")
+        futures = [pool.submit(call) for call in calls]
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 20
+            while watcher.execute(waiting).fetchone() != (len(calls),):
+                assert time.monotonic() < deadline, "the requests never reached their INSERT"
+                assert not any(f.done() for f in futures), [f.result().text for f in futures]
+                time.sleep(0.01)
+        locker.commit()
+        return [f.result() for f in futures]
+
+
+def _with_a_writer_in_between(
+    server: Server, user_id: str, call: Callable[[], httpx.Response]
+) -> httpx.Response:
+    """SQLite: writers take turns, so two requests never interleave; a trigger plays the
+    other writer, inserting the user's role just before the request's own INSERT, after
+    its check found none."""
+    trigger = f"race_{uuid.uuid4().hex}"
+    sqlite_script(
+        server,
+        f"CREATE TRIGGER {trigger} BEFORE INSERT ON environment_roles "  # noqa: S608 - our ids
+        f"WHEN NEW.user_id = '{user_id}' AND NEW.role = 'viewer' BEGIN "
+        "INSERT INTO environment_roles (environment_id, user_id, role) "
+        "VALUES (NEW.environment_id, NEW.user_id, 'support'); END;",
+    )
+    try:
+        return call()
+    finally:
+        sqlite_script(server, f"DROP TRIGGER {trigger};")
