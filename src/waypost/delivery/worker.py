@@ -52,7 +52,7 @@ class Worker:
         self.owner = new_id()
         self.concurrency = concurrency
         self._postgres = rt.db.dialect == "postgresql"
-        self._wake = asyncio.Event()
+        self._wake = rt.delivery_wake  # ingest rings it after each commit
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: Counter[str] = Counter()
