@@ -28,7 +28,8 @@ sources = sa.Table(
     sa.Column("previous_secret_expires_at", sa.String(32), nullable=True),
     # OAuth key: the public keys, inline (jwk_set) or fetched from jwks_url.
     sa.Column("jwks_url", sa.String(2048), nullable=True),
-    sa.Column("jwk_set", sa.JSON, nullable=True),
+    # SQL NULL, not JSON null, when there is no inline set: lists filter on it.
+    sa.Column("jwk_set", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
 )
