@@ -2,24 +2,46 @@
 
 The write side is called by ingest (a message and its logs, in the ingest transaction)
 and by delivery (each attempt, in the same transaction as the outbox's ack or retry).
+The read side answers Redox's log API: search, and one log with its attempts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from waypost.db import Connection
+import orjson
+
+from waypost.access import Action, Principal, require_environment_role
+from waypost.db import Connection, canonical_id
+from waypost.http import decode_cursor, encode_cursor
+from waypost.kinds import EnvRole
 from waypost.logs import store
+from waypost.logs.schemas import (
+    AttemptOut,
+    AttemptsOut,
+    AttemptsWithAllOut,
+    LogDetailOut,
+    LogOut,
+    LogSearch,
+    NamedRef,
+)
 from waypost.logs.store import Attempt, Delivery, NewLog
+from waypost.organizations.service import environment_access
+from waypost.runtime import Runtime
 
 __all__ = [
     "Attempt",
     "Delivery",
     "NewLog",
+    "as_delivered",
+    "delivered_body",
     "deliveries",
     "fail",
+    "get",
     "record_attempt",
     "record_message",
+    "search",
 ]
 
 
@@ -79,3 +101,173 @@ async def record_attempt(
 async def fail(conn: Connection, *, log_ids: Sequence[str], reason: str, at: str) -> int:
     """Marks pending logs failed without an attempt (the destination was deleted, say)."""
     return await store.mark_failed(conn, log_ids=log_ids, reason=reason, at=at)
+
+
+# --- the read side: Redox's log API -------------------------------------------------------
+
+MAX_PAGE = 50  # Redox: "The maximum value per page is 50"
+_WHAT = "log"
+# The payload may hold PHI: only these roles see it (Redox: payloads are for support and
+# engineers); viewers get the metadata.
+_PAYLOAD_ROLES = frozenset({EnvRole.ENGINEER, EnvRole.SUPPORT})
+
+
+def as_delivered(delivery: Delivery, attempt_id: str | None) -> dict[str, Any]:
+    """The message as the destination receives it: the body as accepted, with
+    `Meta.Source`, `Meta.Destinations` (this destination) and `Meta.Logs` (this log and
+    attempt) filled in."""
+    message: dict[str, Any] = orjson.loads(delivery.body)
+    meta = dict(message.get("Meta") or {})
+    meta["Source"] = {"ID": delivery.source_id, "Name": delivery.source_name}
+    meta["Destinations"] = [{"ID": delivery.destination_id, "Name": delivery.destination_name}]
+    meta["Logs"] = [{"ID": delivery.log_id, "AttemptID": attempt_id}]
+    message["Meta"] = meta
+    return message
+
+
+def delivered_body(delivery: Delivery, attempt_id: str | None) -> bytes:
+    """`as_delivered`, serialized: what a sender POSTs."""
+    return orjson.dumps(as_delivered(delivery, attempt_id))
+
+
+def _attempt(row: Mapping[str, Any]) -> AttemptOut:
+    return AttemptOut(
+        id=row["id"],
+        attempt_at=row["attempt_at"],
+        status=row["status"],
+        http_status=row["http_status"],
+        error=row["error"],
+        duration_ms=row["duration_ms"],
+    )
+
+
+def _latest(row: Mapping[str, Any]) -> AttemptOut | None:
+    if row["latest_attempt_id"] is None:
+        return None
+    return AttemptOut(
+        id=row["latest_attempt_id"],
+        attempt_at=row["latest_attempt_at"],
+        status=row["latest_status"],
+        http_status=row["latest_http_status"],
+        error=row["latest_error"],
+        duration_ms=row["latest_duration_ms"],
+    )
+
+
+def _fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata every log view shows."""
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "status": row["status"],
+        "data_model": row["data_model"],
+        "event_type": row["event_type"],
+        "test": bool(row["test"]),
+        "source": NamedRef(id=row["source_id"], name=row["source_name"]),
+        "destination": NamedRef(id=row["destination_id"], name=row["destination_name"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "failure_reason": row["failure_reason"] if row["status"] == "failed" else None,
+    }
+
+
+def _id_filter(given: str | None) -> str | None:
+    """An id filter's stored form; an id that is not a uuid names no log, and never
+    reaches a query (PostgreSQL refuses some text, NUL for one)."""
+    if given is None:
+        return None
+    return canonical_id(given) or ""
+
+
+async def search(
+    rt: Runtime,
+    principal: Principal,
+    environment_id: str,
+    filters: LogSearch,
+    *,
+    count: int,
+    cursor: str | None,
+) -> tuple[list[LogOut], str | None]:
+    """One page of the environment's logs, newest first, and the next page's cursor."""
+    before = decode_cursor(cursor, highest=store.MAX_SEQ) if cursor is not None else store.MAX_SEQ
+    async with rt.db.read() as conn:
+        environment = await environment_access(
+            conn, principal, environment_id, Action.READ, what=_WHAT
+        )
+        if filters.data_mode == "backfill":
+            return [], None  # Waypost has no backfill traffic
+        query = store.LogQuery(
+            environment_id=environment["id"],
+            data_model_key=filters.data_model.replace(" ", "")
+            if filters.data_model is not None
+            else None,
+            event_type=filters.event_type,
+            source_id=_id_filter(filters.source_id),
+            destination_id=_id_filter(filters.destination_id),
+            status=filters.status,
+            type=filters.type,
+            created_after=filters.created_after,
+            created_before=filters.created_before,
+            updated_after=filters.updated_after,
+            updated_before=filters.updated_before,
+        )
+        rows = await store.search(conn, query, before=before, limit=count + 1)
+    page = [
+        LogOut(**_fields(r), attempts=AttemptsOut(total=r["attempts_total"], latest=_latest(r)))
+        for r in rows[:count]
+    ]
+    next_cursor = encode_cursor(rows[count - 1]["seq"]) if len(rows) > count else None
+    return page, next_cursor
+
+
+def _answer(stored: str | None) -> Any:
+    """A synchronous query's answer as JSON; kept as text if the destination sent other."""
+    if stored is None:
+        return None
+    try:
+        return orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return stored
+
+
+async def get(rt: Runtime, principal: Principal, organization_id: str, log_id: str) -> LogDetailOut:
+    """The log with every attempt; its payload (and a request log's answer) only for the
+    engineer and support roles of its environment."""
+    key = canonical_id(log_id)
+    row = None
+    async with rt.db.read() as conn:
+        if key is not None and organization_id == str(principal.organization_id):
+            row = await store.log_for_caller(
+                conn,
+                log_id=key,
+                organization_id=principal.organization_id,
+                user_id=principal.user_id,
+            )
+        require_environment_role(row["role"] if row else None, Action.READ, what=_WHAT)
+        assert row is not None
+        every = await store.attempts_of(conn, row["id"])
+    shown = row["role"] in _PAYLOAD_ROLES
+    payload = None
+    if shown:
+        delivery = Delivery(
+            log_id=row["id"],
+            body=row["body"],
+            data_model=row["data_model"],
+            event_type=row["event_type"],
+            source_id=row["source_id"],
+            source_name=row["source_name"],
+            destination_id=row["destination_id"],
+            destination_name=row["destination_name"],
+            created_at=row["created_at"],
+        )
+        payload = as_delivered(delivery, row["latest_attempt_id"])
+    return LogDetailOut(
+        **_fields(row),
+        attempts=AttemptsWithAllOut(
+            total=row["attempts_total"],
+            latest=_latest(row),
+            all=[_attempt(a) for a in every],
+        ),
+        payload=payload,
+        response=_answer(row["response"]) if shown and row["type"] == "request" else None,
+    )

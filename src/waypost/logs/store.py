@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from waypost.db import Connection, Prepared
 from waypost.logs.tables import attempts, logs, messages
+from waypost.organizations.service import caller_role
+from waypost.organizations.tables import environments
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +175,96 @@ async def mark_failed(conn: Connection, *, log_ids: Sequence[str], reason: str, 
         .values(status="failed", failure_reason=reason, updated_at=at)
     )
     return done.rowcount
+
+
+# --- the read side: search and one log ---------------------------------------------------
+
+MAX_SEQ = 2**63 - 1  # the BIGINT seq on PostgreSQL
+
+_latest = attempts.alias("latest")
+# A log with its latest attempt, whose columns are labelled apart from the log's own.
+_with_latest = sa.select(
+    logs,
+    _latest.c.attempt_at.label("latest_attempt_at"),
+    _latest.c.status.label("latest_status"),
+    _latest.c.http_status.label("latest_http_status"),
+    _latest.c.error.label("latest_error"),
+    _latest.c.duration_ms.label("latest_duration_ms"),
+).outerjoin(_latest, _latest.c.id == logs.c.latest_attempt_id)
+_for_caller = Prepared(
+    _with_latest.add_columns(messages.c.body, environments.c.flag, caller_role)
+    .join(messages, messages.c.id == logs.c.message_id)
+    .join(environments, environments.c.id == logs.c.environment_id)
+    .where(
+        logs.c.id == sa.bindparam("log_id"),
+        environments.c.organization_id == sa.bindparam("organization_id"),
+    )
+)
+_attempts_of = Prepared(
+    sa.select(attempts).where(attempts.c.log_id == sa.bindparam("log_id")).order_by(attempts.c.seq)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """A search within one environment; None means "any". Times are stored-form text,
+    inclusive bounds; `data_model_key` is the data model without spaces."""
+
+    environment_id: str
+    data_model_key: str | None = None
+    event_type: str | None = None
+    source_id: str | None = None
+    destination_id: str | None = None
+    status: str | None = None
+    type: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    updated_after: str | None = None
+    updated_before: str | None = None
+
+
+async def search(
+    conn: Connection, query: LogQuery, *, before: int, limit: int
+) -> list[dict[str, Any]]:
+    """Logs newest first (by seq, below `before`), each with its latest attempt.
+
+    The (environment, seq) index gives the order; status and destination filters have
+    indexes that lead with them. The rest are checked on the rows that index walks: few
+    sources share an environment's traffic, so a source filter needs no index of its own
+    (one would cost every insert on the ingest path)."""
+    conditions = [logs.c.environment_id == query.environment_id, logs.c.seq < before]
+    for column, value in (
+        (logs.c.event_type, query.event_type),
+        (logs.c.source_id, query.source_id),
+        (logs.c.destination_id, query.destination_id),
+        (logs.c.status, query.status),
+        (logs.c.type, query.type),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if query.data_model_key is not None:
+        conditions.append(sa.func.replace(logs.c.data_model, " ", "") == query.data_model_key)
+    for column, low, high in (
+        (logs.c.created_at, query.created_after, query.created_before),
+        (logs.c.updated_at, query.updated_after, query.updated_before),
+    ):
+        if low is not None:
+            conditions.append(column >= low)
+        if high is not None:
+            conditions.append(column <= high)
+    statement = _with_latest.where(*conditions).order_by(logs.c.seq.desc()).limit(limit)
+    return [dict(row) for row in (await conn.execute(statement)).mappings()]
+
+
+async def log_for_caller(
+    conn: Connection, *, log_id: str, organization_id: int, user_id: str
+) -> Mapping[str, Any] | None:
+    """The log with its latest attempt, its message's body, its environment's flag and the
+    caller's `role` there (None: no role). `log_id` must be canonical."""
+    params = {"log_id": log_id, "organization_id": organization_id, "user_id": user_id}
+    return await conn.first(_for_caller, params)
+
+
+async def attempts_of(conn: Connection, log_id: str) -> list[Mapping[str, Any]]:
+    """Every attempt at a log, oldest first."""
+    return await conn.all(_attempts_of, {"log_id": log_id})
