@@ -4,13 +4,18 @@ if it had its own: its changes all or nothing, and durable before it returns."""
 from __future__ import annotations
 
 import asyncio
+import math
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from waypost.db import Database
+from waypost.db import Database, _SqliteWrites
+
+MAX_BATCH = _SqliteWrites.MAX_BATCH
 
 notes = sa.table("notes", sa.column("text"))
 
@@ -48,16 +53,50 @@ async def test_a_failing_writer_loses_only_its_own_changes(db: Database) -> None
     assert await texts(db) == {"taken", "a1", "a2", "c1"}
 
 
+class OtherProcess:
+    """A reader of the database in a process of its own, asked over a pipe whether a note
+    is there: what it sees is on disk, not in this process's connection or cache."""
+
+    SCRIPT = (
+        "import sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "for line in sys.stdin:\n"
+        "    found = conn.execute('SELECT count(*) FROM notes WHERE text = ?', (line.strip(),))\n"
+        "    print(found.fetchone()[0], flush=True)\n"
+    )
+
+    def __init__(self, path: Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def sees(self, value: str) -> bool:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(value + "\n")
+        self._process.stdin.flush()
+        return self._process.stdout.readline().strip() == "1"
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("writers", [64, 65, 200])
 async def test_concurrent_writers_share_commits_and_each_sees_its_write_durable(
-    db: Database,
+    db: Database, tmp_path: Path, writers: int
 ) -> None:
     commits = 0
+    other = OtherProcess(tmp_path / "writes.db")
 
     async def write_then_read(value: str) -> bool:
         async with db.write() as conn:
             await conn.execute(notes.insert().values(text=value))
-        # Returned: the change is committed, so the separate read connection sees it.
-        return value in await texts(db)
+        # Returned: the change is committed, so another process reads it from the file.
+        return other.sees(value)
 
     def count_commits(statement: str) -> None:
         nonlocal commits
@@ -65,12 +104,17 @@ async def test_concurrent_writers_share_commits_and_each_sees_its_write_durable(
 
     async with db.write() as conn:
         driver = conn.driver  # type: ignore[attr-defined]
+    assert not other.sees("n0")
     driver.set_trace_callback(count_commits)
-    seen = await asyncio.gather(*(write_then_read(f"n{i}") for i in range(50)))
-    driver.set_trace_callback(None)
+    try:
+        seen = await asyncio.gather(*(write_then_read(f"n{i}") for i in range(writers)))
+    finally:
+        driver.set_trace_callback(None)
+        other.close()
     assert all(seen)
-    assert 1 <= commits < 50, commits
-    assert len(await texts(db)) == 50
+    # Full batches: one COMMIT per MAX_BATCH writers that arrived together.
+    assert commits == math.ceil(writers / MAX_BATCH), commits
+    assert len(await texts(db)) == writers
 
 
 async def test_a_writer_cancelled_while_its_batch_commits_keeps_its_changes(
