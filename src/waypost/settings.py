@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     retry_scale: float = Field(default=1.0, gt=0, le=100)
     worker_concurrency: int = Field(default=100, ge=1, le=1000)
+    # Whether `waypost serve` delivers too (`--no-worker` turns it off).
+    delivery_worker: bool = True
     # The send API: Redox's 40 MB quota, and its 120 s budget for a synchronous query.
     max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
     query_timeout_seconds: float = Field(default=60.0, gt=0, le=120)
