@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
@@ -48,6 +50,26 @@ class Page(ResponseModel):
     page_type: str
     page_size: int
     links: dict[str, str]
+
+
+MAX_CURSOR = 2**63 - 1  # a BIGINT seq; an INTEGER one is narrower, see decode_cursor
+
+
+def encode_cursor(position: int) -> str:
+    """An opaque `_cursor` for keyset paging: the row position (its seq) a page ended at."""
+    return base64.urlsafe_b64encode(str(position).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, highest: int = MAX_CURSOR) -> int:
+    """The position an `encode_cursor` value holds; 422 naming `_cursor` for anything else
+    (`highest`: the largest value the seq column can hold, so no query ever overflows)."""
+    try:
+        position = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        position = -1
+    if not 0 <= position <= highest:
+        raise Invalid("_cursor", "is not a cursor this API handed out")
+    return position
 
 
 class Meta(BaseModel):
@@ -135,6 +157,20 @@ class ProblemError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+
+
+class BadRequest(ProblemError):
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> BadRequest:
+        return cls(f"{field}: {message}", errors=[(field, message)])
+
+
+class BadGateway(ProblemError):
+    """Something Waypost relayed failed on the far side (a synchronous query's receiver)."""
+
+    status, title, slug = 502, "Bad Gateway", "bad-gateway"
 
 
 class Unauthorized(ProblemError):
@@ -273,23 +309,28 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_unexpected)
 
 
-_TOO_LARGE = f"The request body is larger than the {MAX_BODY_BYTES // 1024} KiB limit."
+def _too_large(limit: int) -> str:
+    return f"The request body is larger than the {limit // 1024} KiB limit."
 
 
 class BodySizeLimit:
     """Refuses bodies over MAX_BODY_BYTES with 413: by Content-Length before reading,
     or by counting a streamed body as it arrives."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
+        self.larger = dict(larger or {})  # path -> its own limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], MAX_BODY_BYTES)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                response = problem_response(413, "Content Too Large", "too-large", _TOO_LARGE)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                response = problem_response(
+                    413, "Content Too Large", "too-large", _too_large(limit)
+                )
                 await response(scope, receive, send)
                 return
         seen = 0
@@ -299,10 +340,10 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > MAX_BODY_BYTES:
+                if seen > limit:
                     # FastAPI passes HTTPException through body parsing; the handler
                     # below renders it as problem+json.
-                    raise StarletteHTTPException(413, _TOO_LARGE)
+                    raise StarletteHTTPException(413, _too_large(limit))
             return message
 
         await self.app(scope, counting_receive, send)
@@ -316,6 +357,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the current state.",
     413: "Request body too large.",
     422: "A field breaks a rule; `errors` names each field.",
+    502: "The receiver of a relayed request failed.",
 }
 
 
