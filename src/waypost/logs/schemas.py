@@ -58,7 +58,7 @@ class LogSearch(WireModel):
     )
 
 
-class NamedRef(ResponseModel):
+class LogParty(ResponseModel):
     id: str
     name: str
 
@@ -92,8 +92,8 @@ class LogOut(ResponseModel):
     data_model: str
     event_type: str
     test: bool
-    source: NamedRef
-    destination: NamedRef
+    source: LogParty
+    destination: LogParty
     created_at: str
     updated_at: str
     attempts: AttemptsOut

@@ -23,8 +23,8 @@ from waypost.logs.schemas import (
     AttemptsWithAllOut,
     LogDetailOut,
     LogOut,
+    LogParty,
     LogSearch,
-    NamedRef,
 )
 from waypost.logs.store import Attempt, Delivery, NewLog
 from waypost.organizations.service import environment_access
@@ -163,8 +163,8 @@ def _fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "data_model": row["data_model"],
         "event_type": row["event_type"],
         "test": bool(row["test"]),
-        "source": NamedRef(id=row["source_id"], name=row["source_name"]),
-        "destination": NamedRef(id=row["destination_id"], name=row["destination_name"]),
+        "source": LogParty(id=row["source_id"], name=row["source_name"]),
+        "destination": LogParty(id=row["destination_id"], name=row["destination_name"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "failure_reason": row["failure_reason"] if row["status"] == "failed" else None,
@@ -197,7 +197,7 @@ async def search(
         if filters.data_mode == "backfill":
             return [], None  # Waypost has no backfill traffic
         query = store.LogQuery(
-            environment_id=environment["id"],
+            environment_id=environment.id,
             data_model_key=filters.data_model.replace(" ", "")
             if filters.data_model is not None
             else None,

@@ -21,22 +21,22 @@ class SubscriptionCreate(WireModel):
     data_model: Name
 
 
-class NamedRef(ResponseModel):
+class SubscriptionEnd(ResponseModel):
     id: str
     name: str
 
 
-class EnvironmentRef(ResponseModel):
+class SubscriptionEnvironment(ResponseModel):
     id: str
     environment_flag: EnvironmentFlag
 
 
 class SubscriptionOut(ResponseModel):
     id: str
-    source: NamedRef
-    destination: NamedRef
+    source: SubscriptionEnd
+    destination: SubscriptionEnd
     data_model: str
-    environment: EnvironmentRef
+    environment: SubscriptionEnvironment
     created_at: str
 
 

@@ -20,9 +20,9 @@ from waypost.runtime import Runtime
 from waypost.sources import service as sources
 from waypost.subscriptions import store
 from waypost.subscriptions.schemas import (
-    EnvironmentRef,
-    NamedRef,
     SubscriptionCreate,
+    SubscriptionEnd,
+    SubscriptionEnvironment,
     SubscriptionOut,
 )
 
@@ -46,12 +46,12 @@ def _view(
 ) -> SubscriptionOut:
     return SubscriptionOut(
         id=row["id"],
-        source=NamedRef(id=row["source_id"], name=source_names.get(row["source_id"], "")),
-        destination=NamedRef(
+        source=SubscriptionEnd(id=row["source_id"], name=source_names.get(row["source_id"], "")),
+        destination=SubscriptionEnd(
             id=row["destination_id"], name=dest_names.get(row["destination_id"], "")
         ),
         data_model=row["data_model"],
-        environment=EnvironmentRef(id=row["environment_id"], environment_flag=flag),
+        environment=SubscriptionEnvironment(id=row["environment_id"], environment_flag=flag),
         created_at=row["created_at"],
     )
 
@@ -90,7 +90,7 @@ async def create(
         environment = await environment_access(
             conn, principal, environment_id, Action.WRITE, what=_WHAT
         )
-        env_id = environment["id"]
+        env_id = environment.id
         event.details = {
             "environmentId": env_id,
             "sourceId": source_id,
@@ -133,7 +133,7 @@ async def create(
                     f"for {body.data_model}."
                 ) from exc
             raise
-    return _view(values, environment["flag"], source_names, dest_names)
+    return _view(values, environment.flag, source_names, dest_names)
 
 
 _NO_MATCH = ""
@@ -169,14 +169,14 @@ async def list_in_environment(
             return [], None
         rows = await store.page(
             conn,
-            environment_ids=[environment["id"]],
+            environment_ids=[environment.id],
             source_id=source_key,
             destination_id=destination_key,
             data_model=data_model,
             after=after,
             limit=count + 1,
         )
-        shown = await _views(conn, rows[:count], {environment["id"]: environment["flag"]})
+        shown = await _views(conn, rows[:count], {environment.id: environment.flag})
     next_cursor = encode_cursor(rows[count - 1].seq) if len(rows) > count else None
     return shown, next_cursor
 
@@ -185,8 +185,10 @@ async def list_in_organization(
     rt: Runtime, principal: Principal, organization_id: str
 ) -> list[SubscriptionOut]:
     """Every subscription in the environments where the caller holds a role."""
-    environments = await organizations.list_environments(rt.db, principal, organization_id)
-    flags = {e["id"]: e["environmentFlag"] for e in environments}
+    environments = await organizations.list_environments(
+        rt.db, principal=principal, organization_id=organization_id
+    )
+    flags = {e.id: e.flag.value for e in environments}
     if not flags:
         return []
     async with rt.db.read() as conn:
