@@ -18,9 +18,15 @@ def delivering(
         "delivery",
         retry_scale=0.001,
         delivery_timeout_seconds=2.0,
+        max_message_bytes=2 * 1024 * 1024,
     )
 
 
 @pytest.fixture
 def org(delivering: Server) -> Org:
     return delivering.new_org()
+
+
+@pytest.fixture
+def other_org(delivering: Server) -> Org:
+    return delivering.new_org("Other")

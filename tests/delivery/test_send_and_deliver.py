@@ -172,3 +172,54 @@ def test_the_log_records_each_attempt(org: Org) -> None:
     assert found["destination"]["id"] == destination
     assert found["source"] == {"id": source.id, "name": source.name}
     assert found["type"] == "send"
+
+
+def test_a_changed_token_holds_the_queue_until_verified_again(org: Org) -> None:
+    # Everything fails until the receiver "moves"; then the token changes, which clears
+    # verification: nothing may arrive until verify proves the receiver again.
+    moved = threading.Event()
+    script = Script(lambda body, before: None if moved.is_set() else Reply(500))
+    with scripted(script) as receiver:
+        source = new_source(org)
+        destination = new_destination(org, receiver)
+        subscribe(org, source, destination)
+        for n in range(3):
+            assert source.send(message(n, destination)).status_code == 200
+        client = org.client()
+        changed = client.patch(
+            f"{BASE}/destinations/{destination}", json={"verificationToken": "new-token"}
+        )
+        assert changed.json()["payload"]["destination"]["verified"] is False
+        refused = source.send(message(9, destination))
+        assert refused.status_code == 422  # an unproven receiver takes no new messages
+        tried = len(script.deliveries)
+        moved.set()
+        # Retries come every few milliseconds here; held, none may come at all.
+        time.sleep(0.5)
+        assert len(script.deliveries) == tried
+        verified = client.post(
+            f"{BASE}/destinations/{destination}/verify", json={"verificationToken": TOKEN}
+        )
+        assert verified.status_code == 200, verified.text
+        assert _numbers(script.wait_delivered(3)) == [0, 1, 2]
+
+
+def test_deleting_a_destination_with_queued_messages(org: Org) -> None:
+    script = Script(lambda body, before: Reply(500))
+    with scripted(script) as receiver:
+        source = new_source(org)
+        destination = new_destination(org, receiver)
+        subscribe(org, source, destination)
+        log_ids = [
+            source.send(message(n, destination)).json()["Meta"]["Logs"][0]["ID"] for n in range(3)
+        ]
+        client = org.client()
+        refused = client.delete(f"{BASE}/destinations/{destination}")
+        assert refused.status_code == 409
+        assert "3 message(s)" in refused.json()["detail"]
+        forced = client.delete(f"{BASE}/destinations/{destination}", params={"force": "true"})
+        assert forced.status_code == 200, forced.text
+    for log_id in log_ids:
+        failed = _wait_log(org, log_id, "failed")
+        assert failed["failureReason"] == "destination deleted"
+    assert client.get(f"{BASE}/destinations/{destination}").status_code == 404
