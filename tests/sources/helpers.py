@@ -14,9 +14,9 @@ import jwt
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-
 from tests.receivers import Receiver, Reply, Seen
 from tests.support import Org, Server
+
 from waypost.db import Database
 from waypost.runtime import Runtime
 from waypost.sources import service as sources
@@ -166,7 +166,8 @@ class JwksServer:
 
 def runtime_of(server: Server) -> Runtime:
     """The running app's runtime (its process-wide caches)."""
-    rt: Runtime = server._server.config.app.state.runtime
+    app: Any = server._server.config.app
+    rt: Runtime = app.state.runtime
     return rt
 
 

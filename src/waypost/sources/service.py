@@ -171,7 +171,7 @@ def _row(values: dict[str, Any], environment: Any) -> SourceRow:
     return SourceRow.of(
         {
             "seq": 0,
-            "flag": environment["flag"],
+            "flag": environment.flag,
             "organization_id": 0,
             "previous_secret_hash": None,
             "previous_secret_sealed": None,
@@ -194,7 +194,7 @@ async def create_source(
         )
         values = {
             "id": source_id,
-            "environment_id": environment["id"],
+            "environment_id": environment.id,
             "name": name,
             **kept,
             "jwks_url": None,
@@ -205,7 +205,7 @@ async def create_source(
         await store.insert_source(conn, values)
         event.details = {
             "sourceId": source_id,
-            "environmentId": environment["id"],
+            "environmentId": environment.id,
             "fields": {"name": {"old": None, "new": name}, "secret": audit.REDACTED},
         }
     return _with_secret(_row(values, environment), secret)
@@ -220,7 +220,7 @@ async def list_sources(
             conn, principal, environment_id, Action.READ, what=what
         )
         return await store.sources_in_environment(
-            conn, environment["id"], oauth_keys_only=oauth_keys_only
+            conn, environment.id, oauth_keys_only=oauth_keys_only
         )
 
 
@@ -314,11 +314,11 @@ async def create_apikey(
         environment = await environment_access(
             conn, principal, environment_id, Action.WRITE, what=_WHAT_KEY
         )
-        if (refusal := https_refusal(body.jwks_url, environment["flag"])) is not None:
+        if (refusal := https_refusal(body.jwks_url, environment.flag)) is not None:
             raise Invalid("jwksURL", refusal)
         values = {
             "id": source_id,
-            "environment_id": environment["id"],
+            "environment_id": environment.id,
             "name": body.name,
             "secret_hash": None,
             "secret_sealed": None,
@@ -330,7 +330,7 @@ async def create_apikey(
         await store.insert_source(conn, values)
         event.details = {
             "apikeyId": source_id,
-            "environmentId": environment["id"],
+            "environmentId": environment.id,
             "name": body.name,
             "jwksURL": body.jwks_url,
             "kids": [k["kid"] for k in jwk_set["keys"]] if jwk_set else None,
