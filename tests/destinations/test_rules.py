@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.receivers import Receiver, challenge_reply, receiving
 from tests.support import Org, Server, sqlite_bytes
 from waypost.db import Database
 from waypost.destinations.tables import destinations
@@ -167,18 +168,19 @@ def patch(api: httpx.Client, destination_id: str, **fields: Any) -> httpx.Respon
     return api.patch(dest_url(destination_id), json=fields)
 
 
-def set_verified(server: Server, destination_id: str) -> None:
-    """Marks a destination verified directly in the database (no API sets it yet)."""
+def verified_through_api(api: httpx.Client, destination_id: str) -> None:
+    """Verifies a destination the way a client does: POST /verify, answered by a real
+    receiver on loopback (the destination's endpoint) that knows its token."""
+    response = api.post(f"{dest_url(destination_id)}/verify")
+    assert destination_of(response)["verified"] is True
+    assert get(api, destination_id)["verified"] is True
 
-    async def go(db: Database) -> None:
-        async with db.write() as conn:
-            await conn.execute(
-                sa.update(destinations)
-                .where(destinations.c.id == destination_id)
-                .values(verified=True)
-            )
 
-    server.run(go)
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A receiver that answers the handshake for the token "old-token" only."""
+    with receiving(challenge_reply(token="old-token")) as running:
+        yield running
 
 
 def stored_token(server: Server, destination_id: str) -> str | None:
@@ -1008,15 +1010,12 @@ def test_patch_unknown_destination_is_404(org: Org) -> None:
     ids=["endpoint", "token", "token-cleared", "endpoint-and-name"],
 )
 def test_new_endpoint_or_token_needs_verification_again(
-    org: Org, server: Server, change: dict[str, Any]
+    org: Org, receiver: Receiver, change: dict[str, Any]
 ) -> None:
     with org.client() as api:
-        created = create_ok(
-            api, org.dev, endpoint="https://receiver.test/in", verificationToken="old-token"
-        )
+        created = create_ok(api, org.dev, endpoint=receiver.url, verificationToken="old-token")
         assert created["verified"] is False
-        set_verified(server, created["id"])
-        assert get(api, created["id"])["verified"] is True
+        verified_through_api(api, created["id"])
         updated = destination_of(patch(api, created["id"], **change))
         assert updated["verified"] is False
         assert get(api, created["id"])["verified"] is False
@@ -1027,26 +1026,27 @@ def test_new_endpoint_or_token_needs_verification_again(
     [{"name": "renamed"}, {"authCredential": None}, {}],
     ids=["name", "credential", "empty"],
 )
-def test_other_changes_keep_verified(org: Org, server: Server, change: dict[str, Any]) -> None:
+def test_other_changes_keep_verified(org: Org, receiver: Receiver, change: dict[str, Any]) -> None:
     with org.client() as api:
-        created = create_ok(
-            api, org.dev, endpoint="https://receiver.test/in", verificationToken="old-token"
-        )
-        set_verified(server, created["id"])
+        created = create_ok(api, org.dev, endpoint=receiver.url, verificationToken="old-token")
+        verified_through_api(api, created["id"])
         updated = destination_of(patch(api, created["id"], **change))
         assert updated["verified"] is True
         got = get(api, created["id"])
         assert got["verified"] is True
-        assert got["endpoint"] == "https://receiver.test/in"
+        assert got["endpoint"] == receiver.url
         assert got["hasVerificationToken"] is True
 
 
-def test_rejected_patch_keeps_verified(org: Org, server: Server) -> None:
+def test_rejected_patch_keeps_verified(org: Org, receiver: Receiver) -> None:
     with org.client() as api:
-        created = create_ok(api, org.prod, endpoint="https://receiver.test/in")
-        set_verified(server, created["id"])
-        invalid(patch(api, created["id"], endpoint="http://receiver.test/in"), "endpoint")
-        assert get(api, created["id"])["verified"] is True
+        created = create_ok(api, org.dev, endpoint=receiver.url, verificationToken="old-token")
+        verified_through_api(api, created["id"])
+        invalid(patch(api, created["id"], endpoint="ftp://receiver.test/in"), "endpoint")
+        invalid(patch(api, created["id"], verificationToken=7), "verificationToken")
+        got = get(api, created["id"])
+        assert got["verified"] is True
+        assert got["endpoint"] == receiver.url
 
 
 # --- verification token -------------------------------------------------------------------
