@@ -270,12 +270,12 @@ class BasicCredentialOut(_CredentialOut):
     has_password: bool
 
 
-AuthCredentialOut = Annotated[
-    OAuth2CredentialOut | SmartCredentialOut | ApiKeyCredentialOut | BasicCredentialOut,
-    Field(discriminator="auth_strategy"),
-]
+AnyCredentialOut = (
+    OAuth2CredentialOut | SmartCredentialOut | ApiKeyCredentialOut | BasicCredentialOut
+)
+AuthCredentialOut = Annotated[AnyCredentialOut, Field(discriminator="auth_strategy")]
 # Each strategy's view; a test checks that its fields are the strategy's.
-CREDENTIAL_OUT: dict[StrategyName, type[_CredentialOut]] = {
+CREDENTIAL_OUT: dict[StrategyName, type[AnyCredentialOut]] = {
     StrategyName.OAUTH2: OAuth2CredentialOut,
     StrategyName.SMART: SmartCredentialOut,
     StrategyName.API_KEY: ApiKeyCredentialOut,

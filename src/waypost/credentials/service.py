@@ -77,7 +77,7 @@ def effective_settings(strategy: Strategy, stored: Mapping[str, JsonValue]) -> d
     return {**strategy.defaults, **stored}
 
 
-def view(row: CredentialRow, organization_id: int) -> AuthCredentialOut:
+def _out(row: CredentialRow, organization_id: int) -> AuthCredentialOut:
     """The credential as every route shows it: secrets only as `has<Field>`."""
     strategy = STRATEGIES[row.auth_strategy]
     settings = effective_settings(strategy, row.settings)
@@ -94,7 +94,7 @@ def view(row: CredentialRow, organization_id: int) -> AuthCredentialOut:
         shown[name] = settings.get(name)
     for name in strategy.secrets:
         shown[has_flag(name)] = name in row.secrets
-    return CREDENTIAL_OUT[row.auth_strategy].model_validate(shown)  # type: ignore[return-value]
+    return CREDENTIAL_OUT[row.auth_strategy].model_validate(shown)
 
 
 async def _access(
@@ -220,10 +220,10 @@ async def create(rt: Runtime, *, principal: Principal, body: CredentialCreate) -
             raise Invalid.many(errors)
         settings = {k: v for k, v in given.items() if k not in strategy.secrets}
         secrets = {k: v for k, v in given.items() if k in strategy.secrets}
-        _check(strategy, environment["flag"], settings, set(secrets))
+        _check(strategy, environment.flag, settings, set(secrets))
         values = {
             "id": credential_id,
-            "environment_id": environment["id"],
+            "environment_id": environment.id,
             "name": body.name,
             "auth_strategy": strategy.name.value,
             "settings": settings,
@@ -233,12 +233,12 @@ async def create(rt: Runtime, *, principal: Principal, body: CredentialCreate) -
         }
         row = await store.insert(conn, values)
         event.details.update(
-            environmentId=environment["id"],
+            environmentId=environment.id,
             name=body.name,
             authStrategy=strategy.name.value,
             fields=_audited(None, values),
         )
-    return view(row, principal.organization_id)
+    return _out(row, principal.organization_id)
 
 
 async def list_in_environment(
@@ -248,14 +248,14 @@ async def list_in_environment(
         environment = await environment_access(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
-        rows = await store.in_environment(conn, environment_id=environment["id"])
-    return [view(r, principal.organization_id) for r in rows]
+        rows = await store.in_environment(conn, environment_id=environment.id)
+    return [_out(r, principal.organization_id) for r in rows]
 
 
 async def get(rt: Runtime, *, principal: Principal, credential_id: str) -> AuthCredentialOut:
     async with rt.db.read() as conn:
         found = await _access(conn, principal, credential_id, Action.READ)
-    return view(found.row, principal.organization_id)
+    return _out(found.row, principal.organization_id)
 
 
 def _changes(
@@ -314,7 +314,7 @@ async def update(
         if changes:
             changes["updated_at"] = clock.now()
         saved = await store.update(conn, row, changes)
-    return view(saved, principal.organization_id)
+    return _out(saved, principal.organization_id)
 
 
 class _InUse(Exception):

@@ -129,10 +129,10 @@ async def create(
         environment = await environment_access(
             conn, principal, environment_id, Action.WRITE, what=_WHAT
         )
-        flag = EnvironmentFlag(environment["flag"])
+        flag = environment.flag
         if body.environment is not None:
             given_id = body.environment.id
-            if given_id is not None and canonical_id(given_id) != environment["id"]:
+            if given_id is not None and canonical_id(given_id) != environment.id:
                 raise Invalid("environment.id", "must equal the environment id in the path")
             flag_given = body.environment.environment_flag
             if flag_given is not None and flag_given != flag:
@@ -141,7 +141,7 @@ async def create(
         cloud = body.cloud_provider_settings is not None
         values = {
             "id": destination_id,
-            "environment_id": environment["id"],
+            "environment_id": environment.id,
             "name": body.name,
             "endpoint": body.endpoint,
             "cloud_provider_settings": body.cloud_provider_settings.model_dump(
@@ -170,7 +170,7 @@ async def create(
             raise
         event.details = {
             "destinationId": destination_id,
-            "environmentId": environment["id"],
+            "environmentId": environment.id,
             "fields": _audited_fields({}, {k: v for k, v in values.items() if v is not None}),
         }
     return DestinationOut.of(row, flag)
@@ -200,11 +200,11 @@ async def list_page(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
         rows = await store.page(
-            conn, environment_id=environment["id"], after=after, limit=count + 1
+            conn, environment_id=environment.id, after=after, limit=count + 1
         )
     page = rows[:count]
     next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
-    flag = EnvironmentFlag(environment["flag"])
+    flag = environment.flag
     return [DestinationOut.of(r, flag) for r in page], next_cursor
 
 
