@@ -432,8 +432,9 @@ def test_refused_environment_role_changes_are_recorded(org: Org, method: str) ->
 
 
 def test_cli_token_changes_are_recorded(server: Server, org: Org) -> None:
-    token_id, token = server.run(lambda db: auth_service.create_token(db, org.owner_id))
-    server.run(lambda db: auth_service.revoke_token(db, token_id))
+    issued = server.run(lambda db: auth_service.create_token(db, user_id=org.owner_id))
+    token_id, token = issued.id, issued.token
+    server.run(lambda db: auth_service.revoke_token(db, token_id=token_id))
     events = audit_events(org)
     assert [(e["type"], e["status"]) for e in events] == [
         ("api-token-revoked", "successful"),
@@ -644,11 +645,36 @@ def test_paging_keeps_the_filters(org: Org, life: Life) -> None:
     assert second.json()["payload"]["results"] == [life.events[2]]
 
 
-def test_default_page_size_is_fifty(org: Org) -> None:
+@pytest.fixture
+def many_events(org: Org) -> list[dict[str, Any]]:
+    """More events than the largest page holds: 55 destinations created, newest first."""
+    with org.client() as api:
+        for n in range(55):
+            made = api.post(env_destinations(org.dev), json={"name": f"d{n}"})
+            assert made.status_code == 201, made.text
+    events = [e for page in (1, 2) for e in audit_events(org, _count=50, _page=page)]
+    assert len(events) >= 55
+    return events
+
+
+def test_default_page_size_is_fifty(org: Org, many_events: list[dict[str, Any]]) -> None:
     response = audit_response(org)
     assert response.status_code == 200
+    body = response.json()
+    assert body["meta"]["page"]["pageSize"] == 50
+    assert body["meta"]["page"]["currentPage"] == 1
+    assert body["payload"]["results"] == many_events[:50]
+    following = audit_response(org, _page=2).json()
+    assert following["payload"]["results"] == many_events[50:]
+
+
+def test_fifty_is_the_largest_page(org: Org, many_events: list[dict[str, Any]]) -> None:
+    response = audit_response(org, _count=50)
+    assert response.status_code == 200
     assert response.json()["meta"]["page"]["pageSize"] == 50
-    assert response.json()["meta"]["page"]["currentPage"] == 1
+    assert response.json()["payload"]["results"] == many_events[:50]
+    assert "next" in response.json()["meta"]["page"]["links"]
+    assert_invalid(audit_response(org, _count=51), "_count")
 
 
 @pytest.mark.parametrize(
@@ -664,9 +690,3 @@ def test_default_page_size_is_fifty(org: Org) -> None:
 )
 def test_bad_paging_is_422(org: Org, params: dict[str, Any], field: str) -> None:
     assert_invalid(audit_response(org, **params), field)
-
-
-def test_fifty_is_the_largest_page(org: Org) -> None:
-    response = audit_response(org, _count=50)
-    assert response.status_code == 200
-    assert response.json()["meta"]["page"]["pageSize"] == 50
