@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test lint typecheck bench clean
+.PHONY: serve test chaos lint typecheck bench bench-delivery clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ typecheck: $(DEV_STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
+# Long runs that kill processes (a worker SIGKILLed during 2,000 messages); CI runs them.
+chaos: $(DEV_STAMP)
+	WAYPOST_CHAOS=1 $(BIN)/pytest tests/chaos
+
 bench: $(STAMP)
 	$(BIN)/python bench/api_throughput.py
+
+# End-to-end delivery against 20 loopback receivers; POSTGRES=postgresql://... adds PostgreSQL.
+bench-delivery: $(STAMP)
+	$(BIN)/python bench/delivery.py $(if $(POSTGRES),--postgres $(POSTGRES))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -69,7 +69,7 @@ def test_sigkilled_workers_lose_nothing_and_keep_fifo_order(api_only: Server) ->
                 worker.send_signal(signal.SIGKILL)
                 assert worker.wait(timeout=10) == -signal.SIGKILL
                 worker = _start_worker(api_only)
-            delivered = script.wait_delivered(MESSAGES, timeout=300)
+            delivered = script.wait_delivered(MESSAGES, timeout=300, distinct=True)
         finally:
             worker.send_signal(signal.SIGTERM)
             # A worker stopped by SIGTERM finishes its sends and exits 0.

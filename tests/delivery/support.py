@@ -48,12 +48,22 @@ class Script:
             self.lock.notify_all()
         return reply or Reply(200, b'{"ok": true}')
 
-    def wait_delivered(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    def wait_delivered(
+        self, count: int, timeout: float = 30.0, *, distinct: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every 2xx delivery so far, once `count` have arrived (`distinct`: counting
+        each log once, however often it was redelivered)."""
         deadline = time.monotonic() + timeout
+
+        def arrived() -> int:
+            if not distinct:
+                return len(self.delivered)
+            return len({b["Meta"]["Logs"][0]["ID"] for b in self.delivered})
+
         with self.lock:
-            while len(self.delivered) < count:
+            while arrived() < count:
                 left = deadline - time.monotonic()
-                assert left > 0, f"{len(self.delivered)} of {count} delivered in {timeout} s"
+                assert left > 0, f"{arrived()} of {count} delivered in {timeout} s"
                 self.lock.wait(left)
             return list(self.delivered)
 
