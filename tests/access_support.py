@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from tests.support import Org
-from waypost.auth.permissions import EnvRole, OrgRole
-from waypost.organizations import service as organizations
+from waypost.auth import service as auth_service
+from waypost.kinds import EnvRole, OrgRole
 
 API = "/platform/v1"
 PROBLEM_JSON = "application/problem+json"
@@ -32,9 +32,15 @@ def make_user(
     address = email or f"user-{uuid.uuid4().hex[:12]}@x.test"
     env_roles = {org.envs[flag]: EnvRole(role) for flag, role in roles_by_flag.items()}
     new = org.server.run(
-        lambda db: organizations.create_user(db, org.id, address, OrgRole(org_role), env_roles)
+        lambda db: auth_service.enroll_user(
+            db,
+            organization_id=org.id,
+            email=address,
+            org_role=OrgRole(org_role),
+            env_roles=env_roles,
+        )
     )
-    return User(new.user["id"], new.token, new.user["email"])
+    return User(new.user.user.id, new.token.token, new.user.user.email)
 
 
 def settle_after_server_error(response: httpx.Response) -> None:

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 import uvicorn
 
 from waypost.app import create_app
+from waypost.auth import service as auth_service
 from waypost.crypto import new_secret_key
 from waypost.db import Database, migrate
 from waypost.kinds import EnvRole, OrgRole
-from waypost.organizations import service as organizations
 from waypost.settings import Settings
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -189,13 +189,14 @@ class Server:
         return self._loop.run_until_complete(with_db())
 
     def new_org(self, name: str = "Acme") -> Org:
-        created = self.run(
-            lambda db: organizations.create_organization(db, name, f"owner-{uuid.uuid4()}@x.test")
+        enrolled = self.run(
+            lambda db: auth_service.enroll_organization(
+                db, name=name, owner_email=f"owner-{uuid.uuid4()}@x.test"
+            )
         )
-        envs = {e["environmentFlag"]: e["id"] for e in created["environments"]}
-        return Org(
-            self, created["organization"]["id"], envs, created["user"]["id"], created["token"]
-        )
+        created = enrolled.organization
+        envs = {e.flag.value: e.id for e in created.environments}
+        return Org(self, created.id, envs, created.owner.id, enrolled.token.token)
 
     def stop(self) -> None:
         self._server.should_exit = True
@@ -227,11 +228,15 @@ class Org:
         """A new user with the given roles (e.g. Development="viewer"); returns a token."""
         env_roles = {self.envs[flag]: EnvRole(role) for flag, role in roles_by_flag.items()}
         new = self.server.run(
-            lambda db: organizations.create_user(
-                db, self.id, f"user-{uuid.uuid4()}@x.test", OrgRole(org_role), env_roles
+            lambda db: auth_service.enroll_user(
+                db,
+                organization_id=self.id,
+                email=f"user-{uuid.uuid4()}@x.test",
+                org_role=OrgRole(org_role),
+                env_roles=env_roles,
             )
         )
-        token: str = new.token
+        token: str = new.token.token
         return token
 
     def client(self, token: str | None = None) -> httpx.Client:

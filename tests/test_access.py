@@ -16,6 +16,7 @@ import pytest
 
 from tests.support import Org, Server
 from waypost.auth import service as auth_service
+from waypost.http import NotFound
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -131,13 +132,14 @@ def test_bearer_scheme_is_case_insensitive(org: Org) -> None:
 
 
 def test_revoked_token_is_refused_on_the_very_next_request(server: Server, org: Org) -> None:
-    token_id, token = server.run(lambda db: auth_service.create_token(db, org.owner_id))
+    issued = server.run(lambda db: auth_service.create_token(db, user_id=org.owner_id))
+    token_id, token = issued.id, issued.token
     destination_id = make_destination(org)
     # One client, so the refused request may reuse the kept-alive connection.
     with server.client(token) as api:
         assert api.get(env_destinations(org.dev)).status_code == 200
         assert api.get(environments_url(org.id)).status_code == 200
-        server.run(lambda db: auth_service.revoke_token(db, token_id))
+        server.run(lambda db: auth_service.revoke_token(db, token_id=token_id))
         for action in ACTIONS:
             response = do(api, action, org.dev, destination_id)
             assert_problem(response, 401)
@@ -152,14 +154,14 @@ def test_revoked_token_is_refused_on_the_very_next_request(server: Server, org: 
 
 
 def test_revoking_twice_is_refused(server: Server, org: Org) -> None:
-    token_id, _token = server.run(lambda db: auth_service.create_token(db, org.owner_id))
-    server.run(lambda db: auth_service.revoke_token(db, token_id))
-    with pytest.raises(auth_service.UnknownError):
-        server.run(lambda db: auth_service.revoke_token(db, token_id))
+    token_id = server.run(lambda db: auth_service.create_token(db, user_id=org.owner_id)).id
+    server.run(lambda db: auth_service.revoke_token(db, token_id=token_id))
+    with pytest.raises(NotFound):
+        server.run(lambda db: auth_service.revoke_token(db, token_id=token_id))
 
 
 def test_a_new_token_works_at_once(server: Server, org: Org) -> None:
-    _token_id, token = server.run(lambda db: auth_service.create_token(db, org.owner_id))
+    token = server.run(lambda db: auth_service.create_token(db, user_id=org.owner_id)).token
     with server.client(token) as api:
         assert api.get(env_destinations(org.dev)).status_code == 200
 

@@ -983,7 +983,7 @@ def test_keys_create_refuses_bad_jwks(
         elif any(secret in stderr for secret in secrets):
             problems.append(f"{case}: the private key is echoed back")
     assert not problems, "\n".join(problems)
-    assert server.run(lambda db: auth_service.list_keys(db, user.id)) == []
+    assert server.run(lambda db: auth_service.list_keys(db, user_id=user.id)) == []
 
 
 def test_keys_create_usage_errors(server: Server, org: Org, tmp_path: Path) -> None:
@@ -1001,7 +1001,7 @@ def test_keys_create_usage_errors(server: Server, org: Org, tmp_path: Path) -> N
         lines = stderr.strip().splitlines()
         assert code != 0, args
         assert len(lines) == 1 and lines[0].startswith("waypost: error:"), (args, stderr)
-    assert server.run(lambda db: auth_service.list_keys(db, user.id)) == []
+    assert server.run(lambda db: auth_service.list_keys(db, user_id=user.id)) == []
 
 
 def test_keys_create_errors(
@@ -1028,7 +1028,7 @@ def test_keys_create_errors(
     assert "--jwks" in messages["neither --jwks nor --generate"]
     assert "private" in messages["private key"]
     assert private_jwk(private_keys["rsa"], "k")["d"] not in messages["private key"]
-    assert server.run(lambda db: auth_service.list_keys(db, user.id)) == []
+    assert server.run(lambda db: auth_service.list_keys(db, user_id=user.id)) == []
 
 
 def test_keys_list_unknown_user(server: Server, tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from fastapi.responses import Response
 
 from waypost import __version__
 from waypost.audit.router import router as audit_router
-from waypost.auth.principals import authenticate
 from waypost.auth.router import router as auth_router
+from waypost.auth.service import authenticate
 from waypost.credentials.router import router as credentials_router
 from waypost.delivery.worker import Worker
 from waypost.destinations.router import router as destinations_router

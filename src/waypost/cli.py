@@ -13,12 +13,12 @@ import sqlalchemy as sa
 import typer
 
 from waypost.auth import service as auth
-from waypost.auth.service import InvalidKeys, UnknownError, create_token, revoke_token
+from waypost.auth.service import InvalidKeys
 from waypost.crypto import SecretKeyError
 from waypost.db import Database, DatabaseUrlError, migrate, new_id
+from waypost.http import ProblemError
 from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import service as organizations
-from waypost.organizations.tables import organizations as organizations_table
 from waypost.settings import Settings
 
 T = TypeVar("T")
@@ -65,14 +65,10 @@ def with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
                 await db.close()
 
         return asyncio.run(run())
-    except (
-        UnknownError,
-        InvalidKeys,
-        organizations.DuplicateError,
-        organizations.InvalidInput,
-        DatabaseUrlError,
-        SecretKeyError,
-    ) as exc:
+    except ProblemError as exc:
+        # The message alone: a command-line option is not a JSON field.
+        raise fail("; ".join(m for _, m in exc.errors) if exc.errors else exc.detail) from None
+    except (InvalidKeys, DatabaseUrlError, SecretKeyError) as exc:
         raise fail(str(exc)) from None
     except sa.exc.OperationalError as exc:
         raise fail(f"cannot reach the database: {exc.orig}") from None
@@ -180,26 +176,23 @@ def bootstrap(
 ) -> None:
     """On an empty database, create a default organization and print a token."""
 
-    async def work(db: Database) -> dict[str, Any] | None:
-        async with db.read() as conn:
-            existing = await conn.scalar(
-                sa.select(sa.func.count()).select_from(organizations_table)
-            )
-        if existing:
+    async def work(db: Database) -> auth.EnrolledOrganization | None:
+        if await organizations.has_organizations(db):
             return None
-        return await organizations.create_organization(db, "Default", owner_email)
+        return await auth.enroll_organization(db, name="Default", owner_email=owner_email)
 
-    created = with_database(work)
-    if created is None:
+    enrolled = with_database(work)
+    if enrolled is None:
         typer.echo("Waypost already has an organization; `waypost tokens create` issues a token.")
         return
-    dev = created["environments"][0]
+    created, token = enrolled.organization, enrolled.token.token
+    dev = created.environments[0]
     typer.echo(
-        f"Created organization {created['organization']['id']} with Development, Staging and "
-        f"Production, and owner {created['user']['email']}.\n"
-        f"API token (shown once): {created['token']}\n\nTry:\n"
-        f"  curl -s -X POST {base_url}/platform/v1/environments/{dev['id']}/destinations \\\n"
-        f"    -H 'Authorization: Bearer {created['token']}' "
+        f"Created organization {created.id} with Development, Staging and "
+        f"Production, and owner {created.owner.email}.\n"
+        f"API token (shown once): {token}\n\nTry:\n"
+        f"  curl -s -X POST {base_url}/platform/v1/environments/{dev.id}/destinations \\\n"
+        f"    -H 'Authorization: Bearer {token}' "
         f"-H 'Content-Type: application/json' \\\n"
         f'    -d \'{{"name": "My receiver", "endpoint": "https://example.org/redox"}}\'\n'
     )
@@ -212,15 +205,27 @@ def orgs_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an organization, its three environments, an owner and a token."""
-    created = with_database(lambda db: organizations.create_organization(db, name, owner_email))
-    data = {k: created[k] for k in ("organization", "environments", "user", "token", "tokenId")}
-    envs = "\n".join(f"  {e['environmentFlag']:<12} {e['id']}" for e in created["environments"])
+    enrolled = with_database(
+        lambda db: auth.enroll_organization(db, name=name, owner_email=owner_email)
+    )
+    created, token = enrolled.organization, enrolled.token
+    data = {
+        "organization": {"id": created.id, "name": created.name},
+        "environments": [
+            {"id": e.id, "name": e.name, "environmentFlag": e.flag.value}
+            for e in created.environments
+        ],
+        "user": {"id": created.owner.id, "email": created.owner.email},
+        "token": token.token,
+        "tokenId": token.id,
+    }
+    envs = "\n".join(f"  {e.flag.value:<12} {e.id}" for e in created.environments)
     show(
         data,
         as_json,
-        f"organization {created['organization']['id']} ({name})\n{envs}\n"
-        f"owner {created['user']['email']} ({created['user']['id']})\n"
-        f"token (shown once): {created['token']}",
+        f"organization {created.id} ({name})\n{envs}\n"
+        f"owner {created.owner.email} ({created.owner.id})\n"
+        f"token (shown once): {token.token}",
     )
 
 
@@ -248,11 +253,23 @@ def users_create(
 ) -> None:
     """Create a user with roles, and a token for them."""
     env_roles = _parse_roles(role or [])
-    new = with_database(lambda db: organizations.create_user(db, org, email, org_role, env_roles))
+    enrolled = with_database(
+        lambda db: auth.enroll_user(
+            db, organization_id=org, email=email, org_role=org_role, env_roles=env_roles
+        )
+    )
+    user, token = enrolled.user.user, enrolled.token
+    data = {
+        "id": user.id,
+        "email": user.email,
+        "organization": {"id": user.organization_id},
+        "orgRole": user.org_role.value,
+        "environmentRoles": {e: r.value for e, r in enrolled.user.environment_roles.items()},
+    }
     show(
-        {"user": new.user, "token": new.token, "tokenId": new.token_id},
+        {"user": data, "token": token.token, "tokenId": token.id},
         as_json,
-        f"user {new.user['email']} ({new.user['id']})\ntoken (shown once): {new.token}",
+        f"user {user.email} ({user.id})\ntoken (shown once): {token.token}",
     )
 
 
@@ -262,18 +279,18 @@ def tokens_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a new API token for a user."""
-    token_id, token = with_database(lambda db: create_token(db, user))
+    issued = with_database(lambda db: auth.create_token(db, user_id=user))
     show(
-        {"tokenId": token_id, "token": token},
+        {"tokenId": issued.id, "token": issued.token},
         as_json,
-        f"token {token_id}\ntoken (shown once): {token}",
+        f"token {issued.id}\ntoken (shown once): {issued.token}",
     )
 
 
 @tokens_cli.command("revoke")
 def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
     """Revoke a token; it stops working on the next request."""
-    with_database(lambda db: revoke_token(db, token_id))
+    with_database(lambda db: auth.revoke_token(db, token_id=token_id))
     typer.echo(f"token {token_id} revoked")
 
 
@@ -302,7 +319,7 @@ def keys_create(
         raise fail(f"cannot read {jwks}: {exc.strerror}") from None
     except ValueError as exc:  # InvalidKeys, and JSON that does not parse
         raise fail(f"{jwks or 'generated key'}: {exc}") from None
-    client_id = with_database(lambda db: auth.register_keys(db, user, keys))
+    client_id = with_database(lambda db: auth.register_keys(db, user_id=user, keys=keys))
     data: dict[str, Any] = {"clientId": client_id, "kids": [k["kid"] for k in keys]}
     text = f"client id {client_id}\nkids: {', '.join(data['kids'])}"
     if private_pem is not None:
@@ -332,19 +349,28 @@ def keys_list(
     user: Annotated[str, typer.Option(help="User id.")], as_json: JsonFlag = False
 ) -> None:
     """List a user's key sets."""
-    clients = with_database(lambda db: auth.list_keys(db, user))
+    key_sets = with_database(lambda db: auth.list_keys(db, user_id=user))
     lines = [
-        f"{c['clientId']}  kids: {', '.join(c['kids'])}"
-        + (f"  (revoked {c['revokedAt']})" if c["revokedAt"] else "")
-        for c in clients
+        f"{k.client_id}  kids: {', '.join(k.kids)}"
+        + (f"  (revoked {k.revoked_at})" if k.revoked_at else "")
+        for k in key_sets
     ]
-    show({"keys": clients}, as_json, "\n".join(lines) or "no keys")
+    data = [
+        {
+            "clientId": k.client_id,
+            "createdAt": k.created_at,
+            "revokedAt": k.revoked_at,
+            "kids": k.kids,
+        }
+        for k in key_sets
+    ]
+    show({"keys": data}, as_json, "\n".join(lines) or "no keys")
 
 
 @keys_cli.command("revoke")
 def keys_revoke(client_id: Annotated[str, typer.Argument(help="Client id.")]) -> None:
     """Revoke a key set, and the platform tokens it issued."""
-    with_database(lambda db: auth.revoke_keys(db, client_id))
+    with_database(lambda db: auth.revoke_keys(db, client_id=client_id))
     typer.echo(f"key set {client_id} revoked")
 
 

@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from waypost.access import CurrentPrincipal
 from waypost.audit import service
-from waypost.http import Meta, Page, envelope, error_responses
+from waypost.audit.schemas import AuditEventOut, AuditEventsPayload
+from waypost.http import Envelope, Page, envelope, error_responses
 from waypost.runtime import runtime
 
 router = APIRouter(prefix="/platform/v1", tags=["audit events"])
 
 
-class AuditEventOut(BaseModel):
-    id: str
-    organizationId: int
-    userId: str | None
-    requestIp: str | None
-    route: str | None
-    createdAt: str
-    type: str
-    status: str
-    details: dict[str, Any]
-
-
-class AuditEventsPayload(BaseModel):
-    results: list[AuditEventOut]
-
-
-class AuditEventsEnvelope(BaseModel):
-    meta: Meta
-    payload: AuditEventsPayload
-
-
 @router.get(
     "/organizations/{organizationId}/audit-events",
-    response_model=AuditEventsEnvelope,
+    response_model=Envelope[AuditEventsPayload],
     responses=error_responses(401, 403, 404, 422),
     summary="Search the audit trail (owners and admins), newest first",
 )
@@ -57,8 +36,8 @@ async def audit_events(
 ) -> Response:
     results, more = await service.search(
         runtime(request).db,
-        principal,
-        organization_id,
+        principal=principal,
+        organization_id=organization_id,
         user_id=user_id,
         start=start,
         stop=stop,
@@ -74,4 +53,4 @@ async def audit_events(
     if more:
         links["next"] = str(request.url.include_query_params(_page=page + 1))
     paging = Page(current_page=page, page_type="offset", page_size=count, links=links)
-    return envelope({"results": results}, page=paging)
+    return envelope(AuditEventsPayload(results=[AuditEventOut.of(e) for e in results]), page=paging)

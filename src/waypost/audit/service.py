@@ -8,20 +8,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from waypost import clock
 from waypost.access import Principal, require_org_role
-from waypost.audit.tables import audit_events
-from waypost.db import Connection, Database, Prepared, new_id
+from waypost.audit import store
+from waypost.audit.store import EventFilter, EventRow
+from waypost.db import Connection, Database, new_id
 from waypost.http import Forbidden, Invalid, NotFound, ProblemError
 from waypost.kinds import OrgRole
 
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
 MAX_PAGE = 50
-
-
-_insert = Prepared(audit_events.insert())
 
 
 @dataclass
@@ -48,19 +44,19 @@ class Actor:
 
 
 async def record(conn: Connection, actor: Actor, event: Event) -> None:
-    await conn.run(
-        _insert,
-        {
-            "id": new_id(),
-            "organization_id": actor.organization_id,
-            "user_id": actor.user_id,
-            "request_ip": actor.request_ip,
-            "route": actor.route,
-            "created_at": clock.now(),
-            "type": event.type,
-            "status": event.status,
-            "details": event.details,
-        },
+    await store.insert(
+        conn,
+        EventRow(
+            new_id(),
+            actor.organization_id,
+            actor.user_id,
+            actor.request_ip,
+            actor.route,
+            clock.now(),
+            event.type,
+            event.status,
+            event.details,
+        ),
     )
 
 
@@ -121,9 +117,9 @@ def _parse_time(name: str, value: str | None) -> str | None:
 
 async def search(
     db: Database,
+    *,
     principal: Principal,
     organization_id: str,
-    *,
     user_id: str | None,
     start: str | None,
     stop: str | None,
@@ -131,41 +127,21 @@ async def search(
     action_types: list[str],
     page: int,
     count: int,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[EventRow], bool]:
     """One page of events, newest first, and whether another page follows."""
     if organization_id != str(principal.organization_id):
         raise NotFound("No organization with this id is visible to you.")
     require_org_role(
         principal.org_role, {OrgRole.OWNER, OrgRole.ADMIN}, doing="Reading audit events"
     )
-    query = sa.select(audit_events).where(
-        audit_events.c.organization_id == principal.organization_id
+    kept = EventFilter(
+        principal.organization_id,
+        user_id=user_id,
+        start=_parse_time("startDateTime", start),
+        stop=_parse_time("stopDateTime", stop),
+        status=status,
+        action_types=action_types,
     )
-    if user_id is not None:
-        query = query.where(audit_events.c.user_id == user_id)
-    if (begin := _parse_time("startDateTime", start)) is not None:
-        query = query.where(audit_events.c.created_at >= begin)
-    if (end := _parse_time("stopDateTime", stop)) is not None:
-        query = query.where(audit_events.c.created_at <= end)
-    if status is not None:
-        query = query.where(audit_events.c.status == status)
-    if action_types:
-        query = query.where(audit_events.c.type.in_(action_types))
-    query = query.order_by(audit_events.c.seq.desc()).offset((page - 1) * count).limit(count + 1)
     async with db.read() as conn:
-        rows = (await conn.execute(query)).all()
-    return [_view(r._mapping) for r in rows[:count]], len(rows) > count
-
-
-def _view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "organizationId": row["organization_id"],
-        "userId": row["user_id"],
-        "requestIp": row["request_ip"],
-        "route": row["route"],
-        "createdAt": row["created_at"],
-        "type": row["type"],
-        "status": row["status"],
-        "details": row["details"],
-    }
+        rows = await store.search(conn, kept, offset=(page - 1) * count, limit=count + 1)
+    return rows[:count], len(rows) > count

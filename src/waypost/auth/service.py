@@ -3,12 +3,13 @@ revocable), registered public keys, and Redox's JWT exchange for five-minute tok
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from waypost import clock
+from waypost.access import Identity
 from waypost.audit.service import Actor, Event, record
+from waypost.auth import store
 
 # The client-assertion checks live in one place, shared with sources; these names stay
 # importable from here.
@@ -26,10 +27,13 @@ from waypost.auth.assertions import (
     remember_jti,
     verify_assertion,
 )
-from waypost.auth.tables import api_client_keys, api_clients, api_tokens
+from waypost.auth.store import KeySet, NewToken
 from waypost.crypto import hash_api_token, new_api_token
-from waypost.db import Connection, Database, canonical_id, new_id
-from waypost.organizations.tables import users
+from waypost.db import Connection, Database, new_id
+from waypost.http import NotFound
+from waypost.kinds import EnvRole, OrgRole
+from waypost.organizations import service as organizations
+from waypost.organizations.service import NewOrganization, NewUser
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
@@ -42,88 +46,113 @@ __all__ = [
 PLATFORM_TOKEN_SECONDS = 300  # Redox's access tokens last five minutes
 
 
-class UnknownError(LookupError):
-    """An id given on the command line names nothing."""
-
-
 def _cli(organization_id: int, command: str) -> Actor:
     return Actor(organization_id, route=f"cli: waypost {command}")
 
 
-async def _user(conn: Connection, user_id: str) -> Any:
-    key = canonical_id(user_id)
-    row = None
-    if key is not None:
-        row = (await conn.execute(sa.select(users).where(users.c.id == key))).first()
-    if row is None:
-        raise UnknownError(f"no user with id {user_id}")
-    return row
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    token: str  # shown once; only its hash is stored
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledOrganization:
+    organization: NewOrganization
+    token: IssuedToken  # the owner's
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledUser:
+    user: NewUser
+    token: IssuedToken
+
+
+async def authenticate(db: Database, token: str) -> Identity | None:
+    """`access.Authenticate`: the user behind a live API token."""
+    async with db.read() as conn:
+        user_id = await store.live_token_user(
+            conn, token_hash=hash_api_token(token), now=clock.now()
+        )
+        if user_id is None:
+            return None
+        return await organizations.identity(conn, user_id=user_id)
 
 
 async def issue_token(
-    conn: Connection, user_id: str, *, expires_at: str | None = None, client_id: str | None = None
-) -> tuple[str, str]:
-    """Returns (token id, token). The token itself is never stored."""
+    conn: Connection, *, user_id: str, expires_at: str | None = None, client_id: str | None = None
+) -> IssuedToken:
+    """Inside the caller's write. The token itself is never stored."""
     token = new_api_token()
-    token_id = new_id()
-    await conn.execute(
-        api_tokens.insert(),
-        {
-            "id": token_id,
-            "user_id": user_id,
-            "token_hash": hash_api_token(token),
-            "created_at": clock.now(),
-            "expires_at": expires_at,
-            "client_id": client_id,
-        },
+    issued = IssuedToken(new_id(), token)
+    await store.insert_token(
+        conn,
+        NewToken(issued.id, user_id, hash_api_token(token), clock.now(), expires_at, client_id),
     )
-    return token_id, token
+    return issued
 
 
-async def create_token(db: Database, user_id: str) -> tuple[str, str]:
+async def enroll_organization(db: Database, *, name: str, owner_email: str) -> EnrolledOrganization:
+    """An organization with its environments and owner, and the owner's first token."""
     async with db.write() as conn:
-        user = await _user(conn, user_id)
-        token_id, token = await issue_token(conn, user.id)
+        created = await organizations.create_organization(conn, name=name, owner_email=owner_email)
+        token = await issue_token(conn, user_id=created.owner.id)
+    return EnrolledOrganization(created, token)
+
+
+async def enroll_user(
+    db: Database,
+    *,
+    organization_id: int,
+    email: str,
+    org_role: OrgRole,
+    env_roles: dict[str, EnvRole],
+) -> EnrolledUser:
+    """A user of an organization with roles, and their first token."""
+    async with db.write() as conn:
+        created = await organizations.create_user(
+            conn,
+            organization_id=organization_id,
+            email=email,
+            org_role=org_role,
+            env_roles=env_roles,
+        )
+        token = await issue_token(conn, user_id=created.user.id)
+    return EnrolledUser(created, token)
+
+
+async def create_token(db: Database, *, user_id: str) -> IssuedToken:
+    async with db.write() as conn:
+        user = await organizations.member(conn, user_id=user_id)
+        issued = await issue_token(conn, user_id=user.id)
         await record(
             conn,
             _cli(user.organization_id, "tokens create"),
-            Event("api-token-created", {"userId": user.id, "tokenId": token_id}),
+            Event("api-token-created", {"userId": user.id, "tokenId": issued.id}),
         )
-        return token_id, token
+        return issued
 
 
-async def revoke_token(db: Database, token_id: str) -> None:
+async def revoke_token(db: Database, *, token_id: str) -> None:
     async with db.write() as conn:
-        row = (
-            await conn.execute(
-                sa.select(api_tokens.c.user_id, users.c.organization_id)
-                .join(users, users.c.id == api_tokens.c.user_id)
-                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-            )
-        ).first()
-        if row is None:
-            raise UnknownError(f"no active token with id {token_id}")
-        await conn.execute(
-            api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=clock.now())
-        )
+        user_id = await store.revoke_token(conn, token_id=token_id, at=clock.now())
+        if user_id is None:
+            raise NotFound(f"no active token with id {token_id}")
+        user = await organizations.member(conn, user_id=user_id)
         await record(
             conn,
-            _cli(row.organization_id, "tokens revoke"),
-            Event("api-token-revoked", {"userId": row.user_id, "tokenId": token_id}),
+            _cli(user.organization_id, "tokens revoke"),
+            Event("api-token-revoked", {"userId": user_id, "tokenId": token_id}),
         )
 
 
-async def register_keys(db: Database, user_id: str, keys: list[dict[str, Any]]) -> str:
+async def register_keys(db: Database, *, user_id: str, keys: list[dict[str, Any]]) -> str:
     """Registers a public key set for a user; returns its client id."""
     client_id = new_id()
     async with db.write() as conn:
-        user = await _user(conn, user_id)
-        await conn.execute(
-            api_clients.insert(), {"id": client_id, "user_id": user.id, "created_at": clock.now()}
-        )
-        await conn.execute(
-            api_client_keys.insert(),
-            [{"client_id": client_id, "kid": jwk["kid"], "jwk": jwk} for jwk in keys],
+        user = await organizations.member(conn, user_id=user_id)
+        await store.insert_key_set(
+            conn, client_id=client_id, user_id=user.id, created_at=clock.now(), keys=keys
         )
         await record(
             conn,
@@ -136,66 +165,24 @@ async def register_keys(db: Database, user_id: str, keys: list[dict[str, Any]]) 
     return client_id
 
 
-async def list_keys(db: Database, user_id: str) -> list[dict[str, Any]]:
+async def list_keys(db: Database, *, user_id: str) -> list[KeySet]:
     async with db.read() as conn:
-        user = await _user(conn, user_id)
-        rows = (
-            await conn.execute(
-                sa.select(api_clients, api_client_keys.c.kid)
-                .outerjoin(api_client_keys, api_client_keys.c.client_id == api_clients.c.id)
-                .where(api_clients.c.user_id == user.id)
-                .order_by(api_clients.c.created_at, api_client_keys.c.kid)
-            )
-        ).all()
-    clients: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        entry = clients.setdefault(
-            r.id,
-            {"clientId": r.id, "createdAt": r.created_at, "revokedAt": r.revoked_at, "kids": []},
-        )
-        if r.kid is not None:
-            entry["kids"].append(r.kid)
-    return list(clients.values())
+        user = await organizations.member(conn, user_id=user_id)
+        return await store.key_sets(conn, user_id=user.id)
 
 
-async def revoke_keys(db: Database, client_id: str) -> None:
+async def revoke_keys(db: Database, *, client_id: str) -> None:
     """Revokes a key set and the platform tokens it issued that are still live."""
     async with db.write() as conn:
-        row = (
-            await conn.execute(
-                sa.select(api_clients.c.user_id, users.c.organization_id)
-                .join(users, users.c.id == api_clients.c.user_id)
-                .where(api_clients.c.id == client_id, api_clients.c.revoked_at.is_(None))
-            )
-        ).first()
-        if row is None:
-            raise UnknownError(f"no active key set with client id {client_id}")
-        revoked = clock.now()
-        await conn.execute(
-            api_clients.update().where(api_clients.c.id == client_id).values(revoked_at=revoked)
-        )
-        await conn.execute(
-            api_tokens.update()
-            .where(api_tokens.c.client_id == client_id, api_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=revoked)
-        )
+        user_id = await store.revoke_key_set(conn, client_id=client_id, at=clock.now())
+        if user_id is None:
+            raise NotFound(f"no active key set with client id {client_id}")
+        user = await organizations.member(conn, user_id=user_id)
         await record(
             conn,
-            _cli(row.organization_id, "keys revoke"),
-            Event("api-key-revoked", {"userId": row.user_id, "clientId": client_id}),
+            _cli(user.organization_id, "keys revoke"),
+            Event("api-key-revoked", {"userId": user_id, "clientId": client_id}),
         )
-
-
-_key_query = (
-    sa.select(api_client_keys.c.jwk, api_clients.c.user_id, users.c.organization_id)
-    .join(api_clients, api_clients.c.id == api_client_keys.c.client_id)
-    .join(users, users.c.id == api_clients.c.user_id)
-    .where(
-        api_client_keys.c.client_id == sa.bindparam("client_id"),
-        api_client_keys.c.kid == sa.bindparam("kid"),
-        api_clients.c.revoked_at.is_(None),
-    )
-)
 
 
 async def exchange_assertion(
@@ -206,24 +193,27 @@ async def exchange_assertion(
     claimed = read_assertion(assertion)
     client_id, kid = claimed.client_id, claimed.kid
     async with db.read() as conn:
-        key_row = (await conn.execute(_key_query, {"client_id": client_id, "kid": kid})).first()
-    if key_row is None:
+        key = (
+            None if kid is None else await store.registered_key(conn, client_id=client_id, kid=kid)
+        )
+        user = None if key is None else await organizations.identity(conn, user_id=key.user_id)
+    if key is None or user is None:
         raise refuse(KEY_NOT_FOUND)
     moment = clock.utcnow()
-    allowed = allowed_algorithms(key_row.jwk)
-    claims = verify_assertion(claimed, public_key(key_row.jwk), allowed, audience, moment)
+    allowed = allowed_algorithms(key.jwk)
+    claims = verify_assertion(claimed, public_key(key.jwk), allowed, audience, moment)
     expires_at = clock.after(PLATFORM_TOKEN_SECONDS, moment)
     async with db.write() as conn:
         await remember_jti(conn, client_id, claims["jti"], moment)
-        token_id, token = await issue_token(
-            conn, key_row.user_id, expires_at=expires_at, client_id=client_id
+        issued = await issue_token(
+            conn, user_id=user.user_id, expires_at=expires_at, client_id=client_id
         )
         await record(
             conn,
-            Actor(key_row.organization_id, key_row.user_id, request_ip, "POST /v2/auth/token"),
+            Actor(user.organization_id, user.user_id, request_ip, "POST /v2/auth/token"),
             Event(
                 "platform-token-issued",
-                {"clientId": client_id, "kid": kid, "tokenId": token_id, "expiresAt": expires_at},
+                {"clientId": client_id, "kid": kid, "tokenId": issued.id, "expiresAt": expires_at},
             ),
         )
-    return token
+    return issued.token

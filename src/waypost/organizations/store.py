@@ -1,0 +1,296 @@
+"""Every statement on organizations, environments, users and environment roles, answering
+typed rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from waypost.access import Identity
+from waypost.db import Connection, Prepared
+from waypost.kinds import EnvironmentFlag, EnvRole, OrgRole
+from waypost.organizations.tables import environment_roles, environments, organizations, users
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRow:
+    id: str
+    organization_id: int
+    name: str
+    flag: EnvironmentFlag
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: str
+    organization_id: int
+    email: str
+    fullname: str
+    org_role: OrgRole
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentAccess:
+    """An environment and the caller's role in it (None: no role)."""
+
+    id: str
+    flag: EnvironmentFlag
+    role: EnvRole | None
+
+
+def _environment(row: sa.RowMapping) -> EnvironmentRow:
+    return EnvironmentRow(
+        row["id"],
+        row["organization_id"],
+        row["name"],
+        EnvironmentFlag(row["flag"]),
+        row["created_at"],
+    )
+
+
+def _user(row: sa.RowMapping) -> UserRow:
+    return UserRow(
+        row["id"],
+        row["organization_id"],
+        row["email"],
+        row["fullname"],
+        OrgRole(row["org_role"]),
+        row["created_at"],
+    )
+
+
+# The caller's role in the environment of the row being queried: features join this
+# into their own lookups, so that one statement finds a resource and checks access.
+caller_role = (
+    sa.select(environment_roles.c.role)
+    .where(
+        environment_roles.c.environment_id == environments.c.id,
+        environment_roles.c.user_id == sa.bindparam("user_id"),
+    )
+    .scalar_subquery()
+    .label("role")
+)
+
+_environment_with_role = Prepared(
+    sa.select(environments.c.id, environments.c.flag, caller_role).where(
+        environments.c.id == sa.bindparam("environment_id"),
+        environments.c.organization_id == sa.bindparam("organization_id"),
+    )
+)
+
+
+async def environment_with_role(
+    conn: Connection, *, environment_id: str, user_id: str, organization_id: int
+) -> EnvironmentAccess | None:
+    row = await conn.first(
+        _environment_with_role,
+        {"environment_id": environment_id, "user_id": user_id, "organization_id": organization_id},
+    )
+    if row is None:
+        return None
+    role = None if row["role"] is None else EnvRole(row["role"])
+    return EnvironmentAccess(row["id"], EnvironmentFlag(row["flag"]), role)
+
+
+async def environment(
+    conn: Connection, *, environment_id: str, organization_id: int
+) -> EnvironmentRow | None:
+    row = (
+        await conn.execute(
+            sa.select(environments).where(
+                environments.c.id == environment_id,
+                environments.c.organization_id == organization_id,
+            )
+        )
+    ).first()
+    return None if row is None else _environment(row._mapping)
+
+
+async def environments_with_a_role(
+    conn: Connection, *, user_id: str, organization_id: int
+) -> list[EnvironmentRow]:
+    """The environments where the user holds a role: Development, Staging, Production."""
+    order = {flag.value: i for i, flag in enumerate(EnvironmentFlag)}
+    query = (
+        sa.select(environments)
+        .join(environment_roles, environment_roles.c.environment_id == environments.c.id)
+        .where(
+            environment_roles.c.user_id == user_id,
+            environments.c.organization_id == organization_id,
+        )
+        .order_by(sa.case(order, value=environments.c.flag), environments.c.created_at)
+    )
+    return [_environment(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def environment_ids_in(
+    conn: Connection, *, organization_id: int, environment_ids: Iterable[str]
+) -> set[str]:
+    query = sa.select(environments.c.id).where(
+        environments.c.id.in_(list(environment_ids)),
+        environments.c.organization_id == organization_id,
+    )
+    return set((await conn.execute(query)).scalars())
+
+
+async def insert_organization(conn: Connection, *, name: str, created_at: str) -> int:
+    query = (
+        organizations.insert()
+        .values(name=name, created_at=created_at)
+        .returning(organizations.c.id)
+    )
+    organization_id: int = (await conn.execute(query)).scalar_one()
+    return organization_id
+
+
+async def organization_name(conn: Connection, organization_id: int) -> str | None:
+    name: str | None = await conn.scalar(
+        sa.select(organizations.c.name).where(organizations.c.id == organization_id)
+    )
+    return name
+
+
+async def count_organizations(conn: Connection) -> int:
+    count: int = await conn.scalar(sa.select(sa.func.count()).select_from(organizations))
+    return count
+
+
+async def lock_organization(conn: Connection, organization_id: int) -> None:
+    """Holds the organization's row until the transaction ends (PostgreSQL; SQLite's
+    writers take turns anyway)."""
+    await conn.execute(
+        sa.select(organizations.c.id).where(organizations.c.id == organization_id).with_for_update()
+    )
+
+
+async def insert_environments(conn: Connection, rows: list[EnvironmentRow]) -> None:
+    await conn.execute(
+        environments.insert(),
+        [
+            {
+                "id": e.id,
+                "organization_id": e.organization_id,
+                "name": e.name,
+                "flag": e.flag.value,
+                "created_at": e.created_at,
+            }
+            for e in rows
+        ],
+    )
+
+
+async def insert_user(conn: Connection, user: UserRow) -> None:
+    """Raises IntegrityError (a unique violation) when the email is taken in the
+    organization."""
+    await conn.execute(
+        users.insert().values(
+            id=user.id,
+            organization_id=user.organization_id,
+            email=user.email,
+            fullname=user.fullname,
+            org_role=user.org_role.value,
+            created_at=user.created_at,
+        )
+    )
+
+
+_identity = Prepared(
+    sa.select(users.c.organization_id, users.c.org_role).where(
+        users.c.id == sa.bindparam("user_id")
+    )
+)
+
+
+async def identity(conn: Connection, *, user_id: str) -> Identity | None:
+    """What a principal needs of a user: the hot path of every authenticated request."""
+    row = await conn.first(_identity, {"user_id": user_id})
+    return None if row is None else Identity(user_id, row["organization_id"], row["org_role"])
+
+
+async def user(
+    conn: Connection, *, user_id: str, organization_id: int | None = None
+) -> UserRow | None:
+    query = sa.select(users).where(users.c.id == user_id)
+    if organization_id is not None:
+        query = query.where(users.c.organization_id == organization_id)
+    row = (await conn.execute(query)).first()
+    return None if row is None else _user(row._mapping)
+
+
+async def members(conn: Connection, *, organization_id: int) -> list[UserRow]:
+    query = (
+        sa.select(users)
+        .where(users.c.organization_id == organization_id)
+        .order_by(users.c.created_at, users.c.id)
+    )
+    return [_user(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def count_owners(conn: Connection, *, organization_id: int) -> int:
+    count: int = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(users)
+        .where(users.c.organization_id == organization_id, users.c.org_role == OrgRole.OWNER)
+    )
+    return count
+
+
+async def set_org_role(conn: Connection, *, user_id: str, role: OrgRole) -> None:
+    await conn.execute(users.update().where(users.c.id == user_id).values(org_role=role.value))
+
+
+async def environment_members(
+    conn: Connection, *, environment_id: str
+) -> list[tuple[UserRow, EnvRole]]:
+    query = (
+        sa.select(users, environment_roles.c.role)
+        .join(environment_roles, environment_roles.c.user_id == users.c.id)
+        .where(environment_roles.c.environment_id == environment_id)
+        .order_by(users.c.created_at, users.c.id)
+    )
+    return [(_user(r._mapping), EnvRole(r.role)) for r in (await conn.execute(query)).all()]
+
+
+async def environment_role(
+    conn: Connection, *, environment_id: str, user_id: str
+) -> EnvRole | None:
+    role = await conn.scalar(
+        sa.select(environment_roles.c.role).where(
+            environment_roles.c.environment_id == environment_id,
+            environment_roles.c.user_id == user_id,
+        )
+    )
+    return None if role is None else EnvRole(role)
+
+
+async def insert_environment_roles(
+    conn: Connection, roles: Iterable[tuple[str, str, EnvRole]]
+) -> None:
+    """(environment id, user id, role) each. A role the user already holds there raises
+    IntegrityError (a unique violation)."""
+    await conn.execute(
+        environment_roles.insert(),
+        [{"environment_id": e, "user_id": u, "role": r.value} for e, u, r in roles],
+    )
+
+
+def _role_key(environment_id: str, user_id: str) -> sa.ColumnElement[bool]:
+    return (environment_roles.c.environment_id == environment_id) & (
+        environment_roles.c.user_id == user_id
+    )
+
+
+async def update_environment_role(
+    conn: Connection, *, environment_id: str, user_id: str, role: EnvRole
+) -> None:
+    await conn.execute(
+        environment_roles.update().where(_role_key(environment_id, user_id)).values(role=role.value)
+    )
+
+
+async def delete_environment_role(conn: Connection, *, environment_id: str, user_id: str) -> None:
+    await conn.execute(environment_roles.delete().where(_role_key(environment_id, user_id)))
