@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -69,12 +68,6 @@ def driver_url(plain: str) -> sa.URL:
     raise DatabaseUrlError(
         f"WAYPOST_DATABASE_URL must start with sqlite:// or postgresql://, not {backend}://"
     )
-
-
-def now() -> str:
-    # One fixed-width UTC text format on both engines: it sorts as it reads.
-    # (isoformat, not strftime: this runs on every request and strftime is slow.)
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def new_id() -> str:
