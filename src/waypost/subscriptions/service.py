@@ -11,7 +11,13 @@ import sqlalchemy as sa
 from waypost import clock
 from waypost.access import Action, Principal, require_environment_role
 from waypost.audit.service import audited_write
-from waypost.db import Connection, canonical_id, is_unique_violation, new_id
+from waypost.db import (
+    Connection,
+    canonical_id,
+    is_foreign_key_violation,
+    is_unique_violation,
+    new_id,
+)
 from waypost.destinations import service as destinations
 from waypost.http import Conflict, Invalid, decode_cursor, encode_cursor
 from waypost.organizations import service as organizations
@@ -131,6 +137,10 @@ async def create(
                 raise Conflict(
                     f"Source {source_id} is already subscribed to destination {destination_id} "
                     f"for {body.data_model}."
+                ) from exc
+            if is_foreign_key_violation(exc):
+                raise Conflict(
+                    "The source or the destination was deleted while subscribing; try again."
                 ) from exc
             raise
     return _view(values, environment.flag, source_names, dest_names)
