@@ -22,7 +22,11 @@ def subscription_url(subscription_id: str) -> str:
 
 
 def body(source_id: str, destination_id: str, data_model: Any = "PatientAdmin") -> dict[str, Any]:
-    return {"source": {"id": source_id}, "destination": {"id": destination_id}, "dataModel": data_model}
+    return {
+        "source": {"id": source_id},
+        "destination": {"id": destination_id},
+        "dataModel": data_model,
+    }
 
 
 def test_create_get_list_and_the_organization_lists(org: Org) -> None:
@@ -69,7 +73,8 @@ def test_the_same_triple_twice_is_a_conflict_with_or_without_spaces(org: Org) ->
     subscribe(org, org.dev, source["id"], destination["id"], "Clinical Summary")
     with org.client() as api:
         again = api.post(
-            env_subscriptions(org.dev), json=body(source["id"], destination["id"], "ClinicalSummary")
+            env_subscriptions(org.dev),
+            json=body(source["id"], destination["id"], "ClinicalSummary"),
         )
         assert_problem(again, 409)
         other_model = api.post(
