@@ -1,4 +1,5 @@
-"""Every API test runs twice: on embedded SQLite and on PostgreSQL.
+"""Every API test runs twice: on embedded SQLite and on PostgreSQL, except those marked
+`backend_free` (rules checked before the database is reached), which run on SQLite only.
 
 PostgreSQL comes from WAYPOST_TEST_POSTGRES_URL, else 127.0.0.1:5432 (database `test`),
 else a private throwaway cluster when its binaries are installed. Otherwise the
@@ -46,3 +47,20 @@ def org(server: Server) -> Org:
 @pytest.fixture
 def other_org(server: Server) -> Org:
     return server.new_org("Other")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A backend-free rule (request validation that never reaches the database) runs once:
+    its PostgreSQL run could only repeat the SQLite one."""
+    kept: list[pytest.Item] = []
+    repeated: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("server") if callspec is not None else None
+        if backend == "postgres" and item.get_closest_marker("backend_free") is not None:
+            repeated.append(item)
+        else:
+            kept.append(item)
+    if repeated:
+        config.hook.pytest_deselected(items=repeated)
+        items[:] = kept

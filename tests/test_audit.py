@@ -568,6 +568,7 @@ def test_filter_by_time_window(org: Org, life: Life) -> None:
         ("stopDateTime", ""),
     ],
 )
+@pytest.mark.backend_free
 def test_bad_time_is_422(org: Org, name: str, value: str) -> None:
     assert_invalid(audit_response(org, **{name: value}), name)
 
@@ -688,5 +689,6 @@ def test_fifty_is_the_largest_page(org: Org, many_events: list[dict[str, Any]]) 
         ({"_page": "x"}, "_page"),
     ],
 )
+@pytest.mark.backend_free
 def test_bad_paging_is_422(org: Org, params: dict[str, Any], field: str) -> None:
     assert_invalid(audit_response(org, **params), field)

@@ -488,6 +488,7 @@ FORM_ERRORS: dict[str, tuple[dict[str, str | None], str]] = {
 
 
 @pytest.mark.parametrize("case", FORM_ERRORS.values(), ids=FORM_ERRORS)
+@pytest.mark.backend_free
 def test_form_errors(client: Client, case: tuple[dict[str, str | None], str]) -> None:
     overrides, description = case
     response = token_request(client.server, client.assertion(), **overrides)
@@ -793,6 +794,7 @@ def test_alg_named_by_the_jwk_is_enforced(
     ["not-a-jwt", "a.b.c", "a.b", "....", "eyJhbGciOiJFUzM4NCJ9.bm90IGpzb24.c2ln"],
     ids=["word", "three parts", "two parts", "dots", "claims not json"],
 )
+@pytest.mark.backend_free
 def test_malformed_assertion_is_refused(client: Client, assertion: str) -> None:
     assert_token_error(token_request(client.server, assertion), (400, 401))
 

@@ -507,6 +507,7 @@ BAD_ROLES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("bad_role", BAD_ROLES.values(), ids=BAD_ROLES)
 @pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.backend_free
 def test_bad_environment_role_is_422(org: Org, method: str, bad_role: dict[str, Any]) -> None:
     user = make_user(org, "member", Development="support")
     with org.client() as api:
@@ -528,6 +529,7 @@ BAD_ORG_ROLES: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("bad_role", BAD_ORG_ROLES.values(), ids=BAD_ORG_ROLES)
+@pytest.mark.backend_free
 def test_bad_organization_role_is_422(org: Org, bad_role: dict[str, Any]) -> None:
     user = make_user(org, "member")
     with org.client() as api:
@@ -594,6 +596,7 @@ def _fill(value: Any, user_id: str) -> Any:
 
 @pytest.mark.parametrize("case", UNKNOWN_FIELDS.values(), ids=UNKNOWN_FIELDS)
 @pytest.mark.parametrize("method", ["POST", "PUT", "ORG PUT"])
+@pytest.mark.backend_free
 def test_unknown_fields_are_422(org: Org, method: str, case: tuple[dict[str, Any], str]) -> None:
     user = make_user(org, "member", Development="support") if method == "PUT" else make_user(org)
     body = _fill(case[0], user.id)
@@ -608,6 +611,7 @@ def test_unknown_fields_are_422(org: Org, method: str, case: tuple[dict[str, Any
     assert env_role_of(org, org.dev, user.id) == ("support" if method == "PUT" else None)
 
 
+@pytest.mark.backend_free
 def test_unknown_field_in_removal_is_422(org: Org) -> None:
     user = make_user(org, "member", Development="viewer")
     with org.client() as api:
@@ -630,6 +634,7 @@ def test_unknown_field_in_removal_is_422(org: Org) -> None:
     ],
     ids=["empty", "no user", "no role", "role as string"],
 )
+@pytest.mark.backend_free
 def test_incomplete_bodies_are_422(org: Org, body: dict[str, Any]) -> None:
     with org.client() as api:
         assert_problem(api.post(env_roles_url(org.dev), json=body), 422)

@@ -293,6 +293,7 @@ def test_unauthenticated_is_refused(server: Server, org: Org) -> None:
         ({"surprise": True}, "surprise"),
     ],
 )
+@pytest.mark.backend_free
 def test_common_rule_refuses(org: Org, overrides: dict[str, Any], field: str) -> None:
     body = with_overrides({"environmentId": org.dev, "name": "cred", **basic_fields()}, overrides)
     with org.client() as api:
@@ -320,6 +321,7 @@ def test_unknown_environment_is_not_found(org: Org) -> None:
         problem(create(api, str(uuid.uuid4()), **basic_fields()), 404)
 
 
+@pytest.mark.backend_free
 def test_body_must_be_a_json_object(org: Org) -> None:
     with org.client() as api:
         invalid(api.post(f"{API}/authcredentials", json=[1, 2]), "body")
@@ -374,12 +376,14 @@ def test_body_must_be_a_json_object(org: Org) -> None:
         ({"refreshTokenName": "refresh_token"}, "refreshTokenName"),
     ],
 )
+@pytest.mark.backend_free
 def test_oauth_rule_refuses(org: Org, overrides: dict[str, Any], field: str) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, **with_overrides(oauth_fields(TOKEN_URL), overrides)), field)
         assert listed(api, org.dev) == []
 
 
+@pytest.mark.backend_free
 def test_oauth_password_grant_fields_are_refused_with_the_reason(org: Org) -> None:
     with org.client() as api:
         message = invalid(create(api, org.dev, **oauth_fields(TOKEN_URL, username="u")), "username")
@@ -482,6 +486,7 @@ def _certificate_pem() -> str:
         ({"noBasic": True}, "noBasic", "SMART_Backend"),
     ],
 )
+@pytest.mark.backend_free
 def test_smart_rule_refuses(org: Org, overrides: dict[str, Any], field: str, says: str) -> None:
     fields = with_overrides(smart_fields(TOKEN_URL, pem(rsa_key())), overrides)
     with org.client() as api:
@@ -529,6 +534,7 @@ def test_smart_rule_accepts(org: Org, key: str) -> None:
         (basic_fields(clientId="x"), "clientId"),
     ],
 )
+@pytest.mark.backend_free
 def test_header_strategy_rule_refuses(org: Org, fields: dict[str, Any], field: str) -> None:
     fields = {k: v for k, v in fields.items() if v is not MISSING}
     with org.client() as api:
@@ -601,6 +607,7 @@ def test_empty_patch_changes_nothing(org: Org) -> None:
         ({"bogus": 1}, "bogus"),
     ],
 )
+@pytest.mark.backend_free
 def test_patch_rule_refuses(org: Org, fields: dict[str, Any], field: str) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, **oauth_fields(TOKEN_URL))

@@ -236,6 +236,7 @@ def test_taken_id_conflicts(org: Org, same_environment: bool) -> None:
 
 
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1234", 123, True, {"id": "x"}])
+@pytest.mark.backend_free
 def test_invalid_id_is_rejected(org: Org, bad_id: Any) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, id=bad_id), "id")
@@ -279,6 +280,7 @@ def test_valid_name_is_stored_trimmed(org: Org, given: str, stored: str) -> None
         "object",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_name_is_rejected(org: Org, bad_name: Any) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, name=bad_name), "name")
@@ -298,6 +300,7 @@ def test_patch_name_is_trimmed(org: Org) -> None:
     [None, "", "   ", "z" * 256, 5],
     ids=["null", "empty", "spaces", "256", "int"],
 )
+@pytest.mark.backend_free
 def test_patch_invalid_name_is_rejected(org: Org, bad_name: Any) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, name="keep me")
@@ -411,6 +414,7 @@ INVALID_ENDPOINTS = [
         "list",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_endpoint_is_rejected(org: Org, endpoint: Any) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, endpoint=endpoint), "endpoint")
@@ -422,6 +426,7 @@ def test_invalid_endpoint_is_rejected(org: Org, endpoint: Any) -> None:
     [long_endpoint(2049), "ftp://receiver.test/in", "/relative", "http://", ""],
     ids=["2049", "ftp", "relative", "no-host", "empty"],
 )
+@pytest.mark.backend_free
 def test_patch_invalid_endpoint_is_rejected(org: Org, endpoint: str) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, endpoint="http://receiver.test/keep")
@@ -527,6 +532,7 @@ def test_url_destination_may_change_its_endpoint(org: Org) -> None:
         "not-object",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_cloud_provider_is_rejected(org: Org, settings: Any, field: str) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, cloudProviderSettings=settings), field)
@@ -557,6 +563,7 @@ def test_valid_storage_account_name(org: Org, account: str) -> None:
         "null",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_storage_account_name(org: Org, account: Any) -> None:
     with org.client() as api:
         response = create(api, org.dev, cloudProviderSettings=cloud(storageAccountName=account))
@@ -603,6 +610,7 @@ def test_valid_container_name(org: Org, container: str) -> None:
         "null",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_container_name(org: Org, container: Any) -> None:
     with org.client() as api:
         response = create(api, org.dev, cloudProviderSettings=cloud(containerName=container))
@@ -610,6 +618,7 @@ def test_invalid_container_name(org: Org, container: Any) -> None:
         assert_nothing_created(api, org.dev)
 
 
+@pytest.mark.backend_free
 def test_missing_container_name(org: Org) -> None:
     settings = cloud()
     del settings["settings"]["containerName"]
@@ -653,6 +662,7 @@ def test_file_name_prefix_is_optional(org: Org) -> None:
         "int",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_file_name_prefix(org: Org, prefix: Any) -> None:
     with org.client() as api:
         response = create(api, org.dev, cloudProviderSettings=cloud(fileNamePrefix=prefix))
@@ -720,12 +730,14 @@ def test_environment_flag_must_be_the_real_one(org: Org, flag: str, given: Any) 
 
 
 @pytest.mark.parametrize("given", ["Development", [], 5], ids=["string", "list", "int"])
+@pytest.mark.backend_free
 def test_environment_must_be_an_object(org: Org, given: Any) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, environment=given), "environment")
         assert_nothing_created(api, org.dev)
 
 
+@pytest.mark.backend_free
 def test_unknown_field_in_environment_is_rejected(org: Org) -> None:
     with org.client() as api:
         response = create(api, org.dev, environment={"id": org.dev, "name": "Development"})
@@ -793,6 +805,7 @@ def test_setup_state_defaults_to_null(org: Org) -> None:
         "unknown-key",
     ],
 )
+@pytest.mark.backend_free
 def test_invalid_setup_state_is_rejected(org: Org, state: Any, field: str) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, setupState=state), field)
@@ -815,6 +828,7 @@ def test_invalid_setup_state_is_rejected(org: Org, state: Any, field: str) -> No
         "extra",
     ],
 )
+@pytest.mark.backend_free
 def test_unknown_field_on_create_is_rejected(org: Org, field: str) -> None:
     with org.client() as api:
         invalid(create(api, org.dev, **{field: "x"}), field)
@@ -834,6 +848,7 @@ def test_unknown_field_on_create_is_rejected(org: Org, field: str) -> None:
     ],
     ids=["typo", "cloudProviderSettings", "setupState", "id", "environment", "verified", "extra"],
 )
+@pytest.mark.backend_free
 def test_unknown_field_on_patch_is_rejected(org: Org, field: str, value: Any) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, name="orig", setupState={"step": "one"})
@@ -842,6 +857,7 @@ def test_unknown_field_on_patch_is_rejected(org: Org, field: str, value: Any) ->
         assert kept == created
 
 
+@pytest.mark.backend_free
 def test_unknown_nested_cloud_setting_is_rejected(org: Org) -> None:
     with org.client() as api:
         response = create(api, org.dev, cloudProviderSettings=cloud(region="westeurope"))
@@ -851,6 +867,7 @@ def test_unknown_nested_cloud_setting_is_rejected(org: Org) -> None:
 
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
 @pytest.mark.parametrize("text", ['{"name": ', "{name: 'a'}", "not json", '{"name": "a"}}'])
+@pytest.mark.backend_free
 def test_malformed_json_is_400(org: Org, method: str, text: str) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, name="keep")
@@ -866,6 +883,7 @@ def test_malformed_json_is_400(org: Org, method: str, text: str) -> None:
     ["[]", '[{"name": "a"}]', '"a"', "5", "null"],
     ids=["empty-array", "array", "str", "int", "null"],
 )
+@pytest.mark.backend_free
 def test_non_object_json_body_is_422(org: Org, method: str, text: str) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, name="keep")
@@ -891,6 +909,7 @@ def chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.backend_free
 def test_body_over_one_mib_is_413(org: Org, streamed: bool) -> None:
     body = sized_body(MIB + 1)
     with org.client() as api:
@@ -900,6 +919,7 @@ def test_body_over_one_mib_is_413(org: Org, streamed: bool) -> None:
         assert_nothing_created(api, org.dev)
 
 
+@pytest.mark.backend_free
 def test_patch_body_over_one_mib_is_413(org: Org) -> None:
     with org.client() as api:
         created = create_ok(api, org.dev, name="keep")
@@ -1258,6 +1278,7 @@ def test_count_bounds_are_accepted(org: Org, count: str) -> None:
 
 
 @pytest.mark.parametrize("count", ["0", "1001", "-1", "abc", "1.5", ""])
+@pytest.mark.backend_free
 def test_invalid_count_is_rejected(org: Org, count: str) -> None:
     with org.client() as api:
         invalid(api.get(env_url(org.dev), params={"_count": count}), "_count")
