@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -96,10 +97,26 @@ def cli_env(server: Server, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+_IN_PROCESS = threading.Lock()  # CliRunner swaps this process's stdio and environment
+
+
 def run_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [WAYPOST, *args], capture_output=True, text=True, env=env, timeout=60, cwd=cwd
-    )
+    """The command against the test server's database. On PostgreSQL it runs in this
+    process (typer's CliRunner: no interpreter start-up); on SQLite in a process of its
+    own, since this process must not open the running server's database file (see
+    tests/support.py `sqlite_bytes`)."""
+    if not env["WAYPOST_DATABASE_URL"].startswith("postgresql"):
+        return subprocess.run(
+            [WAYPOST, *args], capture_output=True, text=True, env=env, timeout=60, cwd=cwd
+        )
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WAYPOST_")}
+    given = {k: v for k, v in env.items() if k.startswith("WAYPOST_")}
+    with _IN_PROCESS:
+        result = CliRunner().invoke(cli, list(args), env={**unset, **given}, prog_name="waypost")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
 
 
 def cli_ok(env: dict[str, str], cwd: Path, *args: str) -> str:
