@@ -224,21 +224,25 @@ class Worker:
         async with self.rt.db.write() as conn:
             if outcome.ok or retry_at is None:
                 status = "succeeded" if outcome.ok else "failed"
-                await logs.record_attempt(
-                    conn, log_id=row.log_id, attempt=attempt, status=status, reason=outcome.error
-                )
-                await queue.finish(conn, row, owner=self.owner, postgres=self._postgres)
+                ours = await queue.finish(conn, row, owner=self.owner, postgres=self._postgres)
             else:
-                await logs.record_attempt(
-                    conn, log_id=row.log_id, attempt=attempt, status="pending"
-                )
-                await queue.retry(
+                status = "pending"
+                ours = await queue.retry(
                     conn,
                     row,
                     owner=self.owner,
                     due=clock.format(retry_at),
                     next_attempt_id=new_id(),
                 )
+            # A row no longer ours was settled meanwhile (deleted with its destination, or
+            # claimed by another worker after our lease ran out): the attempt is history only.
+            await logs.record_attempt(
+                conn,
+                log_id=row.log_id,
+                attempt=attempt,
+                status=status if ours else None,
+                reason=outcome.error if status == "failed" else None,
+            )
 
     async def _give_up(self, row: queue.Claimed, reason: str) -> None:
         async with self.rt.db.write() as conn:

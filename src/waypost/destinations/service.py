@@ -477,6 +477,37 @@ async def reseal_tokens(conn: Connection, box: SecretBox) -> int:
     return count
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A destination as the send API routes to it."""
+
+    id: str
+    name: str
+    environment_id: str
+    receiving: bool  # a verified URL destination: it may be sent to
+    cloud: bool
+    delivery: DeliverySettings
+
+
+async def recipient(conn: Connection, *, destination_id: str) -> Recipient | None:
+    """The destination as the send API sees it, in the caller's write transaction; on
+    PostgreSQL its row stays locked against a change (say, a new endpoint that clears
+    verification) until that transaction commits, so a message is never queued for a
+    receiver that stopped being proven meanwhile."""
+    found = await store.target(conn, destination_id=destination_id, locked=True)
+    if found is None:
+        return None
+    row = found.row
+    return Recipient(
+        id=row.id,
+        name=row.name,
+        environment_id=row.environment_id,
+        receiving=row.verified and row.endpoint is not None and not row.is_cloud,
+        cloud=row.is_cloud,
+        delivery=row.delivery_settings(),
+    )
+
+
 async def name_in_environment(
     conn: Connection, *, destination_id: str, environment_id: str | None = None
 ) -> str | None:

@@ -88,6 +88,14 @@ _target = Prepared(
     .join(environments, environments.c.id == destinations.c.environment_id)
     .where(destinations.c.id == sa.bindparam("destination_id"))
 )
+# For a sender inside its own transaction: the row stays as read (a concurrent PATCH or
+# verify waits) until that transaction ends.
+_target_locked = Prepared(
+    sa.select(destinations, environments.c.flag)
+    .join(environments, environments.c.id == destinations.c.environment_id)
+    .where(destinations.c.id == sa.bindparam("destination_id"))
+    .with_for_update(read=True, of=destinations)
+)
 _insert = Prepared(destinations.insert().returning(destinations.c.seq))
 _page = Prepared(
     sa.select(destinations)
@@ -138,8 +146,12 @@ async def locate(
     return Located(_row(found), EnvironmentFlag(found["flag"]), found["role"])
 
 
-async def target(conn: Connection, *, destination_id: str) -> Target | None:
-    found = await conn.first(_target, {"destination_id": destination_id})
+async def target(
+    conn: Connection, *, destination_id: str, locked: bool = False
+) -> Target | None:
+    found = await conn.first(
+        _target_locked if locked else _target, {"destination_id": destination_id}
+    )
     return None if found is None else Target(_row(found), EnvironmentFlag(found["flag"]))
 
 

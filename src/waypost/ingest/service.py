@@ -15,10 +15,9 @@ import orjson
 import sqlalchemy as sa
 
 from waypost import clock
-from waypost.db import canonical_id, is_unique_violation, new_id
+from waypost.db import Connection, canonical_id, is_unique_violation, new_id
 from waypost.delivery.senders import http as http_sender
 from waypost.destinations import service as destinations
-from waypost.destinations.service import DeliveryTarget
 from waypost.http import BadGateway, BadRequest, Conflict, Forbidden, Invalid, NotFound
 from waypost.ingest import store
 from waypost.logs import service as logs
@@ -141,56 +140,58 @@ async def _remembered(
     return Answer(found.answer.encode())
 
 
-async def _targets(rt: Runtime, source: SendingSource, message: Message) -> list[DeliveryTarget]:
-    """The destinations this message goes to, in the order it names them; every rule on
-    every destination is checked before anything is queued for any."""
-    async with rt.db.read() as conn:
-        subscribed = await subscriptions.subscribed_destinations(
-            conn, source_id=source.id, data_model=message.data_model
-        )
+async def _route(
+    conn: Connection, source: SendingSource, message: Message
+) -> list[destinations.Recipient]:
+    """The destinations this message goes to, in the order it names them. Every rule on
+    every destination is checked before anything is queued for any; run inside the
+    transaction that queues, so what was checked is what holds at COMMIT."""
+    subscribed = await subscriptions.subscribed_destinations(
+        conn, source_id=source.id, data_model=message.data_model
+    )
     if message.listed is None:
         if not subscribed:
             raise Forbidden("No subscriptions found for message")
         wanted = [("Meta.Destinations", d) for d in subscribed]
     else:
         wanted = [(f"Meta.Destinations[{i}].ID", d) for i, d in enumerate(message.listed)]
-    found: list[tuple[str, DeliveryTarget]] = []
+    found: list[tuple[str, destinations.Recipient]] = []
     for field, given in wanted:
         destination_id = canonical_id(given)
-        target = (
-            await destinations.delivery_target(rt, destination_id=destination_id)
+        recipient = (
+            await destinations.recipient(conn, destination_id=destination_id)
             if destination_id
             else None
         )
-        if target is None or target.environment_id != source.environment_id:
+        if recipient is None or recipient.environment_id != source.environment_id:
             raise NotFound(f"Destination {given} was not found in this source's environment.")
-        found.append((field, target))
+        found.append((field, recipient))
     allowed = set(subscribed)
-    for _, target in found:
-        if target.id not in allowed:
+    for _, recipient in found:
+        if recipient.id not in allowed:
             raise Forbidden(
-                f"No subscription for {message.data_model} from this source to {target.id}"
+                f"No subscription for {message.data_model} from this source to {recipient.id}"
             )
-    for field, target in found:
-        if target.cloud_provider_settings is not None:
+    for field, recipient in found:
+        if recipient.cloud:
             raise Invalid(
                 field,
-                f"destination {target.id} stores files in the cloud; "
+                f"destination {recipient.id} stores files in the cloud; "
                 "cloud delivery is not available yet",
             )
-        if not target.verified or target.endpoint is None:
+        if not recipient.receiving:
             raise Invalid(
                 field,
-                f"destination {target.id} ({target.name}) is not verified; "
+                f"destination {recipient.id} ({recipient.name}) is not verified; "
                 "verify its receiver before sending to it",
             )
-    return [target for _, target in found]
+    return [recipient for _, recipient in found]
 
 
 def _answer_meta(
     message: Message,
     source: SendingSource,
-    targets: list[DeliveryTarget],
+    targets: list[destinations.Recipient],
     logs_: list[dict[str, str]],
 ) -> bytes:
     meta = {
@@ -217,28 +218,31 @@ async def accept(
         raise BadRequest.field(
             "Meta.Destinations", "a synchronous query names exactly one destination"
         )
-    targets = await _targets(rt, source, message)
-    new_logs = [
-        logs.NewLog(
-            id=new_id(),
-            destination_id=t.id,
-            destination_name=t.name,
-            type="request" if synchronous else "send",
-        )
-        for t in targets
-    ]
-    attempt_ids = [new_id() for _ in targets]
-    answer = _answer_meta(
-        message,
-        source,
-        targets,
-        [{"ID": log.id, "AttemptID": a} for log, a in zip(new_logs, attempt_ids, strict=True)],
-    )
     at = clock.now()
     body = raw.decode("utf-8")
     postgres = rt.db.dialect == "postgresql"
     try:
         async with rt.db.write() as conn:
+            targets = await _route(conn, source, message)
+            new_logs = [
+                logs.NewLog(
+                    id=new_id(),
+                    destination_id=t.id,
+                    destination_name=t.name,
+                    type="request" if synchronous else "send",
+                )
+                for t in targets
+            ]
+            attempt_ids = [new_id() for _ in targets]
+            answer = _answer_meta(
+                message,
+                source,
+                targets,
+                [
+                    {"ID": log.id, "AttemptID": a}
+                    for log, a in zip(new_logs, attempt_ids, strict=True)
+                ],
+            )
             if idempotency_key is not None and not synchronous:
                 await store.remember(
                     conn,
@@ -264,15 +268,11 @@ async def accept(
                 at=at,
             )
             if not synchronous:
-                await queue.enqueue(
-                    conn,
-                    [
-                        _entry(t, log.id, a, message)
-                        for t, log, a in zip(targets, new_logs, attempt_ids, strict=True)
-                    ],
-                    at=at,
-                    postgres=postgres,
-                )
+                entries = [
+                    _entry(t, log.id, a, message)
+                    for t, log, a in zip(targets, new_logs, attempt_ids, strict=True)
+                ]
+                await queue.enqueue(conn, entries, at=at, postgres=postgres)
     except sa.exc.IntegrityError as exc:
         # The same key from a request that committed first: answer as it was answered.
         if idempotency_key is None or not is_unique_violation(exc):
@@ -282,12 +282,14 @@ async def accept(
             raise
         return again
     if synchronous:
-        return await _relay(rt, targets[0], new_logs[0], attempt_ids[0])
+        return await _relay(rt, targets[0].id, new_logs[0], attempt_ids[0])
     rt.delivery_wake.set()
     return Answer(answer)
 
 
-def _entry(target: DeliveryTarget, log_id: str, attempt_id: str, message: Message) -> queue.Entry:
+def _entry(
+    target: destinations.Recipient, log_id: str, attempt_id: str, message: Message
+) -> queue.Entry:
     lane, shared = queue.lane_for(
         destination_id=target.id,
         log_id=log_id,
@@ -305,8 +307,11 @@ def _entry(target: DeliveryTarget, log_id: str, attempt_id: str, message: Messag
     )
 
 
-async def _relay(rt: Runtime, target: DeliveryTarget, log: logs.NewLog, attempt_id: str) -> Answer:
+async def _relay(rt: Runtime, destination_id: str, log: logs.NewLog, attempt_id: str) -> Answer:
     """Sends a synchronous query now and answers with the receiver's JSON."""
+    target = await destinations.delivery_target(rt, destination_id=destination_id)
+    if target is None:
+        raise NotFound(f"Destination {destination_id} was deleted before the query was sent.")
     async with rt.db.read() as conn:
         delivery = (await logs.deliveries(conn, [log.id]))[log.id]
     recipient = http_sender.Recipient(

@@ -87,12 +87,13 @@ async def record_attempt(
     *,
     log_id: str,
     attempt: Attempt,
-    status: str,
+    status: str | None,
     reason: str | None = None,
     answer: str | None = None,
 ) -> None:
     """One attempt, and the log's status after it: `pending` while it will be retried,
-    `succeeded`, or `failed` with the reason it will not be."""
+    `succeeded`, or `failed` with the reason it will not be; None leaves the status as
+    it is (the log was settled while this attempt was under way)."""
     await store.insert_attempt(
         conn, log_id=log_id, attempt=attempt, new_status=status, reason=reason, answer=answer
     )

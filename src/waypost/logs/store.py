@@ -54,10 +54,14 @@ _log_after_attempt = Prepared(
     logs.update()
     .where(logs.c.id == sa.bindparam("log_id"))
     .values(
-        status=sa.bindparam("new_status"),
+        # No new status: the log was settled meanwhile (its destination deleted, say),
+        # and this late attempt is only history.
+        status=sa.func.coalesce(sa.bindparam("new_status", type_=sa.String), logs.c.status),
         attempts_total=logs.c.attempts_total + 1,
         latest_attempt_id=sa.bindparam("attempt_id"),
-        failure_reason=sa.bindparam("reason"),
+        failure_reason=sa.func.coalesce(
+            sa.bindparam("reason", type_=sa.Text), logs.c.failure_reason
+        ),
         response=sa.bindparam("answer"),
         updated_at=sa.bindparam("at"),
     )
@@ -137,7 +141,7 @@ async def insert_attempt(
     *,
     log_id: str,
     attempt: Attempt,
-    new_status: str,
+    new_status: str | None,
     reason: str | None,
     answer: str | None,
 ) -> None:
