@@ -167,7 +167,8 @@ def bench_backend(
         if database_url:
             env["WAYPOST_SECRET_KEY"] = new_secret_key()
         token, dev = create_org(waypost, env)
-        with running_server(waypost, env, data_dir / "server.log") as base_url:
+        with running_server(waypost, env, data_dir / "server.log") as server:
+            base_url = server.url
             status, created = http_json(
                 "POST",
                 f"{base_url}/platform/v1/environments/{dev}/destinations",

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,24 @@ def create_org(waypost: str, env: dict[str, str]) -> tuple[str, str]:
     return str(created["token"]), str(dev)
 
 
+@dataclass(frozen=True)
+class Running:
+    url: str
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def running_server(waypost: str, env: dict[str, str], log_path: Path, *extra: str) -> Iterator[str]:
-    """One `waypost serve` process (`extra` options added); yields its base URL and stops
-    it with SIGTERM."""
+def running_server(
+    waypost: str, env: dict[str, str], log_path: Path, *extra: str
+) -> Iterator[Running]:
+    """One `waypost serve` process (`extra` options added); yields its base URL and pid,
+    and stops it with SIGTERM."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
@@ -96,7 +111,7 @@ def running_server(waypost: str, env: dict[str, str], log_path: Path, *extra: st
         )
         try:
             _wait_until_healthy(process, base_url, log_path)
-            yield base_url
+            yield Running(base_url, process.pid)
         finally:
             stop(process, log_path)
 
