@@ -136,12 +136,12 @@ def test_the_cli_writes_while_the_server_takes_traffic(
                         failures.append(f"{response.status_code} {response.text[:200]}")
                     n += 1
 
-        threads = [threading.Thread(target=traffic, args=(w,)) for w in range(4)]
+        threads = [threading.Thread(target=traffic, args=(w,)) for w in range(2)]
         for thread in threads:
             thread.start()
         try:
             issued = [
-                cli_json(env, "tokens", "create", "--user", org["user"]["id"]) for _ in range(3)
+                cli_json(env, "tokens", "create", "--user", org["user"]["id"]) for _ in range(2)
             ]
             users = [
                 cli_json(
@@ -155,7 +155,7 @@ def test_the_cli_writes_while_the_server_takes_traffic(
                     "--role",
                     f"{dev}=viewer",
                 )
-                for n in range(2)
+                for n in range(1)
             ]
         finally:
             stop.set()
