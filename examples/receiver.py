@@ -2,8 +2,11 @@
 """A small destination receiver to start from. Standard library only.
 
 It answers Redox's verification handshake (POST with a JSON body, or GET with query
-parameters), refuses a wrong verification token with 401, and logs every request it
-receives. Run it, then point a destination's `endpoint` at it:
+parameters), refuses a wrong verification token with 401, and prints every message it
+receives. Delivery is at least once: a message may come twice (after a timeout, say), so
+it remembers the `webhook-id` header (the log id, the same on every attempt) and answers a
+second delivery 200 without handling it again. Run it, then point a destination's
+`endpoint` at it:
 
     python3 examples/receiver.py --port 9000 --token my-verification-token
 """
@@ -14,15 +17,37 @@ import argparse
 import hmac
 import json
 import logging
+import threading
+from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("receiver")
 MAX_BODY = 10 * 1024 * 1024
+REMEMBERED = 10_000  # webhook-ids kept to recognise a second delivery
+
+
+class Seen:
+    """The webhook-ids of recent deliveries (a real receiver would keep them in its
+    database, in the transaction that handles the message)."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, webhook_id: str) -> bool:
+        with self._lock:
+            if webhook_id in self._ids:
+                return False
+            self._ids[webhook_id] = None
+            if len(self._ids) > REMEMBERED:
+                self._ids.popitem(last=False)
+            return True
 
 
 class Receiver(BaseHTTPRequestHandler):
     token = ""
+    seen = Seen()
 
     def _token_ok(self, offered: str | None) -> bool:
         # Compare in constant time: the token is a shared secret.
@@ -70,7 +95,22 @@ class Receiver(BaseHTTPRequestHandler):
             log.info("verification answered (POST)")
             self._answer(200, {"challenge": body["challenge"]})
             return
-        log.info("message received: %d bytes: %s", len(raw), raw[:500].decode(errors="replace"))
+        webhook_id = self.headers.get("webhook-id")
+        if webhook_id and not self.seen.first_time(webhook_id):
+            log.info("message %s received again; already handled", webhook_id)
+            self._answer(200, {"received": True, "duplicate": True})
+            return
+        meta = body.get("Meta", {}) if isinstance(body, dict) else {}
+        log.info(
+            "message received: %s %s, log %s, from %s (%d bytes)",
+            meta.get("DataModel"),
+            meta.get("EventType"),
+            webhook_id,
+            (meta.get("Source") or {}).get("Name"),
+            len(raw),
+        )
+        shown = json.dumps(body, indent=2) if body is not None else raw.decode(errors="replace")
+        print(shown[:4000], flush=True)
         self._answer(200, {"received": True})
 
     def log_message(self, format: str, *args: object) -> None:
