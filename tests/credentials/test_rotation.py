@@ -1,5 +1,6 @@
-"""`waypost secrets reencrypt`, run as a subprocess as an operator would, on a SQLite data
-directory whose secrets a server sealed with the old key."""
+"""`waypost secrets reencrypt`, run as a subprocess as an operator would, on a database
+whose secrets a server sealed with the old key: on SQLite and PostgreSQL, and while a
+server holding both keys takes traffic."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import pytest
 import sqlalchemy as sa
 
 from tests.credentials.helpers import (
@@ -21,10 +26,11 @@ from tests.credentials.helpers import (
     try_token,
 )
 from tests.credentials.token_server import TokenServer
-from tests.support import start_server
+from tests.support import scratch_postgres_database, start_server
 from waypost.credentials.service import secret_context
 from waypost.credentials.tables import auth_credentials
 from waypost.crypto import SecretBox, new_secret_key
+from waypost.db import driver_url
 from waypost.destinations.tables import destinations
 
 WAYPOST = str(Path(sys.executable).with_name("waypost"))
@@ -48,7 +54,7 @@ def key_id(key: str) -> str:
 
 def stored(url: str) -> list[tuple[str, str, str]]:
     """(context, ciphertext, what) for every secret in the database."""
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(driver_url(url))
     try:
         with engine.connect() as conn:
             found = [
@@ -150,3 +156,97 @@ def test_a_server_with_only_the_new_key_uses_the_secrets(tmp_path: Path) -> None
         finally:
             server.stop()
         assert tokens.issued == 2
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(backend, URL) of a new database, empty until a server migrates it."""
+    if request.param == "sqlite":
+        yield "sqlite", f"sqlite:///{tmp_path / 'data' / 'waypost.db'}"
+        return
+    with scratch_postgres_database(request.getfixturevalue("postgres_server_url")) as url:
+        yield "postgres", url
+
+
+def test_rotation_while_a_server_with_both_keys_takes_traffic(
+    database: tuple[str, str], tmp_path: Path
+) -> None:
+    """README's rotation, step by step, with writes racing the re-encryption: every secret
+    ends on the new key and opens to what was sent, and a server with only the new key
+    then uses a secret sealed before the rotation."""
+    backend, url = database
+    data = tmp_path / "data"
+    old, new = new_secret_key(), new_secret_key()
+    plain: dict[str, str] = {}
+    with TokenServer() as tokens:
+        server = start_server(backend, url, data, secret_key=old)
+        try:
+            org = server.new_org()
+            with org.client() as api:
+                credential = create_ok(api, org.dev, **oauth_fields(tokens.url))
+                plain[secret_context(credential["id"], "clientSecret")] = "s3cret-value"
+                for n in range(10):
+                    made = _destination(api, org.dev, f"before-{n}")
+                    plain[f"destination:{made}:verificationToken"] = f"before-{n}"
+        finally:
+            server.stop()
+
+        server = start_server(backend, url, data, secret_key=f"{new},{old}")
+        stop = threading.Event()
+        failures: list[str] = []
+
+        def traffic(worker: int) -> None:
+            with server.client(org.owner_token) as api:
+                n = 0
+                while not stop.is_set():
+                    try:
+                        made = _destination(api, org.dev, f"during-{worker}-{n}")
+                        plain[f"destination:{made}:verificationToken"] = f"during-{worker}-{n}"
+                        assert try_token(api, credential["id"])["success"] is True
+                    except (AssertionError, httpx.HTTPError) as exc:
+                        failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+                    n += 1
+
+        threads = [threading.Thread(target=traffic, args=(w,)) for w in range(2)]
+        try:
+            for thread in threads:
+                thread.start()
+            done = waypost(
+                {"DATABASE_URL": url, "DATA_DIR": str(data), "SECRET_KEY": f"{new},{old}"},
+                "secrets",
+                "reencrypt",
+            )
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+            server.stop()
+        assert done.returncode == 0, done.stderr
+        assert not failures, failures[:3]
+        assert len(plain) > 11, "no traffic overlapped the re-encryption"
+
+        after = stored(url)
+        assert {context for context, _, _ in after} == set(plain)
+        only_new = SecretBox.from_setting(new)
+        for context, sealed, what in after:
+            assert sealed.split(":")[1] == key_id(new), what
+            assert only_new.decrypt(sealed, context) == plain[context], what
+
+        server = start_server(backend, url, data, secret_key=new)
+        try:
+            with server.client(org.owner_token) as api:
+                assert try_token(api, credential["id"])["success"] is True
+        finally:
+            server.stop()
+
+
+def _destination(api: httpx.Client, env_id: str, token: str) -> str:
+    made = payload(
+        api.post(
+            f"{API}/environments/{env_id}/destinations",
+            json={"name": token, "endpoint": "https://r.example/in", "verificationToken": token},
+        ),
+        201,
+    )
+    destination_id: str = made["destination"]["id"]
+    return destination_id
