@@ -32,6 +32,7 @@ from waypost.organizations.router import router as organizations_router
 from waypost.ratelimit import RateLimit
 from waypost.runtime import open_runtime, runtime, secret_box
 from waypost.settings import Settings
+from waypost.sources.router import exchange_on_platform_route as sources_platform_exchange
 from waypost.sources.router import legacy_auth_router as sources_legacy_auth_router
 from waypost.sources.router import router as sources_router
 from waypost.sources.router import token_router as sources_token_router
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.authenticate = authenticate
+    app.state.exchange_other_clients = sources_platform_exchange
     install_error_handlers(app)
     # The send API takes messages up to Redox's quota; the Platform API, small bodies.
     app.add_middleware(BodySizeLimit, larger={"/endpoint": settings.max_message_bytes})

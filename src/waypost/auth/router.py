@@ -1,7 +1,13 @@
 """POST /v2/auth/token: Redox's JWT client-assertion exchange for a five-minute token.
 
 The form, its checks and the OAuth answers are shared with Source Auth v2's
-/oauth/token (sources/router.py) through `answer_token_request`."""
+/oauth/token (sources/router.py) through `answer_token_request`.
+
+The arrow points one way, from sources to auth: sources uses auth's assertion checks and
+this module's form handling. Yet a source's OAuth API key may also sign in here, as on
+Redox, so this route must reach sources without importing it: create_app() plugs the
+sources' exchange in as `app.state.exchange_other_clients`, as it plugs auth's token
+lookup in as `app.state.authenticate` for access."""
 
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ from pydantic import BaseModel
 
 from waypost.auth import service
 from waypost.runtime import Runtime, runtime
-from waypost.sources import service as sources
 
 router = APIRouter(tags=["authentication"])
 TOKEN_PATH: Final = "/v2/auth/token"  # noqa: S105 - a URL path, not a secret
@@ -57,6 +62,8 @@ def token_form(assertion: str) -> dict[str, Any]:
 
 # A checked client assertion, its audience and the caller's address, to (token, lifetime).
 Exchange = Callable[[Runtime, str, str, str | None], Awaitable[tuple[str, int]]]
+# The same for clients other than users; None when the assertion is not from one of them.
+ExchangeOtherClients = Callable[[Runtime, str, str, str | None], Awaitable[tuple[str, int] | None]]
 
 
 def _answer(status: int, body: dict[str, object]) -> Response:
@@ -100,17 +107,17 @@ async def answer_token_request(request: Request, path: str, exchange: Exchange) 
     return _answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": seconds})
 
 
-async def _source_or_user(
-    rt: Runtime, assertion: str, audience: str, request_ip: str | None
-) -> tuple[str, int]:
-    # A source's OAuth API key uses this URL too; its token opens the send API only.
-    issued = await sources.exchange_assertion(
-        rt, assertion, audience=audience, route=TOKEN_PATH, request_ip=request_ip
-    )
-    if issued is not None:
-        return issued.token, issued.expires_in
-    token = await service.exchange_assertion(rt.db, assertion, audience, request_ip)
-    return token, service.PLATFORM_TOKEN_SECONDS
+def _other_client_or_user(others: ExchangeOtherClients) -> Exchange:
+    async def exchange(
+        rt: Runtime, assertion: str, audience: str, request_ip: str | None
+    ) -> tuple[str, int]:
+        issued = await others(rt, assertion, audience, request_ip)
+        if issued is not None:
+            return issued
+        token = await service.exchange_assertion(rt.db, assertion, audience, request_ip)
+        return token, service.PLATFORM_TOKEN_SECONDS
+
+    return exchange
 
 
 @router.post(
@@ -125,4 +132,5 @@ async def _source_or_user(
     summary="Exchange a signed JWT for a five-minute bearer token",
 )
 async def token(request: Request) -> Response:
-    return await answer_token_request(request, TOKEN_PATH, _source_or_user)
+    others: ExchangeOtherClients = request.app.state.exchange_other_clients
+    return await answer_token_request(request, TOKEN_PATH, _other_client_or_user(others))

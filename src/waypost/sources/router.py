@@ -12,7 +12,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from waypost.access import CurrentPrincipal
-from waypost.auth.router import TOKEN_ERRORS, TokenAnswer, answer_token_request, token_form
+from waypost.auth.router import (
+    TOKEN_ERRORS,
+    TOKEN_PATH,
+    TokenAnswer,
+    answer_token_request,
+    token_form,
+)
 from waypost.http import (
     BadRequest,
     Envelope,
@@ -293,6 +299,17 @@ async def refresh_token(request: Request) -> Response:
         request_ip=_ip(request),
     )
     return _pair(pair)
+
+
+async def exchange_on_platform_route(
+    rt: Runtime, assertion: str, audience: str, request_ip: str | None
+) -> tuple[str, int] | None:
+    """`auth.router.ExchangeOtherClients` for /v2/auth/token, where a source's OAuth API
+    key signs in too; its token opens the send API only."""
+    issued = await service.exchange_assertion(
+        rt, assertion, audience=audience, route=TOKEN_PATH, request_ip=request_ip
+    )
+    return None if issued is None else (issued.token, issued.expires_in)
 
 
 async def _source_auth_v2(

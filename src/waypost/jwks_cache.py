@@ -1,5 +1,6 @@
-"""Public keys that sources publish at a JWKS URL, fetched through the outbound guard and
-kept per process.
+"""Public keys published at a JWKS URL (by sources today), fetched through the outbound
+guard and kept per process. It sits below the features, like token_cache, because the
+runtime holds one per process; the caller says what a usable key set is (`validate`).
 
 A key set is kept for five minutes. An assertion naming a kid the kept set lacks (the
 source rotated its keys) fetches again, but at most once a minute per URL, so that
