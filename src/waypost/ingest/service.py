@@ -146,10 +146,10 @@ async def _route(
     """The destinations this message goes to, in the order it names them. Every rule on
     every destination is checked before anything is queued for any; run inside the
     transaction that queues, so what was checked is what holds at COMMIT."""
-    subscribed = await subscriptions.subscribed_destinations(
-        conn, source_id=source.id, data_model=message.data_model
-    )
     if message.listed is None:
+        subscribed = await subscriptions.subscribed_destinations(
+            conn, source_id=source.id, data_model=message.data_model
+        )
         if not subscribed:
             raise Forbidden("No subscriptions found for message")
         wanted = [("Meta.Destinations", d) for d in subscribed]
@@ -166,12 +166,17 @@ async def _route(
         if recipient is None or recipient.environment_id != source.environment_id:
             raise NotFound(f"Destination {given} was not found in this source's environment.")
         found.append((field, recipient))
-    allowed = set(subscribed)
-    for _, recipient in found:
-        if recipient.id not in allowed:
-            raise Forbidden(
-                f"No subscription for {message.data_model} from this source to {recipient.id}"
-            )
+    if message.listed is not None:
+        for _, recipient in found:
+            if not await subscriptions.is_subscribed(
+                conn,
+                source_id=source.id,
+                data_model=message.data_model,
+                destination_id=recipient.id,
+            ):
+                raise Forbidden(
+                    f"No subscription for {message.data_model} from this source to {recipient.id}"
+                )
     for field, recipient in found:
         if recipient.cloud:
             raise Invalid(

@@ -1,5 +1,6 @@
 """Subscriptions: what may go where, a (source, destination, data model) triple in one
-environment. Ingest asks `subscribed_destinations` where a message may go."""
+environment. Ingest asks `is_subscribed` about the destinations a message names, and
+`subscribed_destinations` where a message that names none may go."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ async def subscribed_destinations(
     """Destination ids subscribed from this source for this data model (matched without
     spaces), in subscription creation order."""
     return await store.destination_ids(conn, source_id=source_id, data_model=data_model)
+
+
+async def is_subscribed(
+    conn: Connection, *, source_id: str, data_model: str, destination_id: str
+) -> bool:
+    """Whether this source may send this data model (matched without spaces) to this
+    destination: one index lookup, however many destinations the source feeds."""
+    return await store.has_route(
+        conn, source_id=source_id, data_model=data_model, destination_id=destination_id
+    )
 
 
 def _view(

@@ -43,6 +43,14 @@ _routes = Prepared(
     )
     .order_by(subscriptions.c.seq)
 )
+# One lookup on the unique (source, data model key, destination) index.
+_route = Prepared(
+    sa.select(subscriptions.c.seq).where(
+        subscriptions.c.source_id == sa.bindparam("source_id"),
+        subscriptions.c.data_model_key == sa.bindparam("key"),
+        subscriptions.c.destination_id == sa.bindparam("destination_id"),
+    )
+)
 
 
 async def with_role(
@@ -93,3 +101,17 @@ async def page(
 async def destination_ids(conn: Connection, *, source_id: str, data_model: str) -> list[str]:
     rows = await conn.all(_routes, {"source_id": source_id, "key": data_model_key(data_model)})
     return [row["destination_id"] for row in rows]
+
+
+async def has_route(
+    conn: Connection, *, source_id: str, data_model: str, destination_id: str
+) -> bool:
+    found = await conn.first(
+        _route,
+        {
+            "source_id": source_id,
+            "key": data_model_key(data_model),
+            "destination_id": destination_id,
+        },
+    )
+    return found is not None
