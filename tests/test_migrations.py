@@ -105,7 +105,11 @@ def _unique_constraint(difference: Any) -> bool:
 
 def _unique_column_sets_built(inspector: sa.Inspector, table: str) -> set[tuple[str, ...]]:
     found = {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)}
-    found |= {tuple(i["column_names"]) for i in inspector.get_indexes(table) if i["unique"]}
+    found |= {
+        tuple(str(name) for name in i["column_names"])
+        for i in inspector.get_indexes(table)
+        if i["unique"]
+    }
     pk = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
     return {cols for cols in found if cols != pk}
 

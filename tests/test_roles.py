@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -37,7 +37,7 @@ from tests.access_support import (
 from tests.support import Org, Server, sqlite_script
 from waypost.db import Database
 from waypost.kinds import EnvRole, OrgRole
-from waypost.organizations.roles import role_id
+from waypost.organizations.schemas import role_id
 from waypost.organizations.tables import users
 
 ORG_ROLE_IDS = {role.value: role_id(role) for role in OrgRole}
@@ -794,7 +794,7 @@ def test_assigning_the_same_role_twice_at_once(server: Server, org: Org) -> None
 
 
 def _both_past_the_check(
-    server: Server, calls: list[Callable[[], httpx.Response]]
+    server: Server, calls: Sequence[Callable[[], httpx.Response]]
 ) -> list[httpx.Response]:
     """PostgreSQL: holds a SHARE lock on environment_roles, which lets both requests read
     (and find no role) but stops both at their INSERT; releases them only once both wait
