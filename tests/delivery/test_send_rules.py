@@ -231,3 +231,23 @@ def test_a_synchronous_query_relays_the_receivers_answer(org: Org) -> None:
             "Meta.Destinations",
         )
     assert len(script.deliveries) == 3  # sent at once, never queued or retried
+
+
+def test_a_cloud_destination_is_refused_until_cloud_delivery_exists(
+    org: Org, wired: tuple[Sender, str]
+) -> None:
+    source, destination = wired
+    created = org.client().post(
+        f"{BASE}/environments/{org.dev}/destinations",
+        json={
+            "name": "Lakehouse",
+            "cloudProviderSettings": {
+                "typeId": "azure",
+                "productId": "databricks",
+                "settings": {"storageAccountName": "acmedata", "containerName": "inbound"},
+            },
+        },
+    )
+    cloud: str = created.json()["payload"]["destination"]["id"]
+    subscribe(org, source, cloud)
+    _field(source.send(message(0, destination, cloud)), 422, "Meta.Destinations[1].ID")

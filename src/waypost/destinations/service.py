@@ -199,9 +199,7 @@ async def list_page(
         environment = await environment_access(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
-        rows = await store.page(
-            conn, environment_id=environment.id, after=after, limit=count + 1
-        )
+        rows = await store.page(conn, environment_id=environment.id, after=after, limit=count + 1)
     page = rows[:count]
     next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
     flag = environment.flag
@@ -494,16 +492,15 @@ async def recipient(conn: Connection, *, destination_id: str) -> Recipient | Non
     PostgreSQL its row stays locked against a change (say, a new endpoint that clears
     verification) until that transaction commits, so a message is never queued for a
     receiver that stopped being proven meanwhile."""
-    found = await store.target(conn, destination_id=destination_id, locked=True)
-    if found is None:
+    row = await store.recipient(conn, destination_id=destination_id)
+    if row is None:
         return None
-    row = found.row
     return Recipient(
         id=row.id,
         name=row.name,
         environment_id=row.environment_id,
-        receiving=row.verified and row.endpoint is not None and not row.is_cloud,
-        cloud=row.is_cloud,
+        receiving=row.verified and row.endpoint is not None and not row.cloud,
+        cloud=row.cloud,
         delivery=row.delivery_settings(),
     )
 

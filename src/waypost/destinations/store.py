@@ -88,13 +88,22 @@ _target = Prepared(
     .join(environments, environments.c.id == destinations.c.environment_id)
     .where(destinations.c.id == sa.bindparam("destination_id"))
 )
-# For a sender inside its own transaction: the row stays as read (a concurrent PATCH or
-# verify waits) until that transaction ends.
-_target_locked = Prepared(
-    sa.select(destinations, environments.c.flag)
-    .join(environments, environments.c.id == destinations.c.environment_id)
+# For the send API, inside the transaction that queues: only the columns routing needs,
+# and the row stays as read (a concurrent PATCH or verify waits) until that transaction
+# ends.
+_recipient = Prepared(
+    sa.select(
+        destinations.c.id,
+        destinations.c.name,
+        destinations.c.environment_id,
+        destinations.c.endpoint,
+        destinations.c.verified,
+        # Compared in Python: the JSON column stores a Python None as JSON null.
+        destinations.c.cloud_provider_settings,
+        destinations.c.delivery,
+    )
     .where(destinations.c.id == sa.bindparam("destination_id"))
-    .with_for_update(read=True, of=destinations)
+    .with_for_update(read=True)
 )
 _insert = Prepared(destinations.insert().returning(destinations.c.seq))
 _page = Prepared(
@@ -146,12 +155,31 @@ async def locate(
     return Located(_row(found), EnvironmentFlag(found["flag"]), found["role"])
 
 
-async def target(
-    conn: Connection, *, destination_id: str, locked: bool = False
-) -> Target | None:
-    found = await conn.first(
-        _target_locked if locked else _target, {"destination_id": destination_id}
-    )
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    id: str
+    name: str
+    environment_id: str
+    endpoint: str | None
+    verified: bool
+    cloud_provider_settings: dict[str, JsonValue] | None
+    delivery: dict[str, JsonValue] | None
+
+    @property
+    def cloud(self) -> bool:
+        return self.cloud_provider_settings is not None
+
+    def delivery_settings(self) -> DeliverySettings:
+        return effective(self.delivery, cloud=self.cloud)
+
+
+async def recipient(conn: Connection, *, destination_id: str) -> RecipientRow | None:
+    found = await conn.first(_recipient, {"destination_id": destination_id})
+    return None if found is None else RecipientRow(**found)
+
+
+async def target(conn: Connection, *, destination_id: str) -> Target | None:
+    found = await conn.first(_target, {"destination_id": destination_id})
     return None if found is None else Target(_row(found), EnvironmentFlag(found["flag"]))
 
 

@@ -177,11 +177,12 @@ async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until:
 async def remove(conn: Connection, row: Claimed, *, owner: str, postgres: bool) -> bool:
     """Takes a delivered (or given up) row out and makes the next of its lane the head.
     False when the lease was lost (another worker has the row now): nothing changes."""
-    if postgres:
+    if postgres and row.lane != row.log_id:
         await _lock_lanes(conn, [row.lane])
     if not await conn.run(_remove, {"row_seq": row.seq, "owner": owner}):
         return False
-    await conn.run(_promote, {"lane_of": row.lane})
+    if row.lane != row.log_id:  # an unordered message is a lane of its own
+        await conn.run(_promote, {"lane_of": row.lane})
     return True
 
 
