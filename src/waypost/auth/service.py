@@ -71,12 +71,9 @@ class EnrolledUser:
 async def authenticate(db: Database, token: str) -> Identity | None:
     """`access.Authenticate`: the user behind a live API token."""
     async with db.read() as conn:
-        user_id = await store.live_token_user(
+        return await store.live_token_identity(
             conn, token_hash=hash_api_token(token), now=clock.now()
         )
-        if user_id is None:
-            return None
-        return await organizations.identity(conn, user_id=user_id)
 
 
 async def issue_token(

@@ -3,7 +3,8 @@
 `caller_role`, `caller_params` and `environment_access` are the one deliberate exception
 to "a feature reads only its own tables": other features join the caller's role in an
 environment into their own lookups, so that one statement both finds a row and checks
-access (docs/ARCHITECTURE.md).
+access (docs/ARCHITECTURE.md). `identity_of` and `identity_from` extend it to the token
+lookup: auth selects a user's organization and role with the token, in one statement.
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ from waypost.db import Connection, Database, canonical_id, is_unique_violation, 
 from waypost.http import Conflict, Invalid, NotFound
 from waypost.kinds import EnvironmentFlag, EnvRole, OrgRole
 from waypost.organizations import store
-from waypost.organizations.store import EnvironmentAccess, EnvironmentRow, UserRow, caller_role
+from waypost.organizations.store import (
+    EnvironmentAccess,
+    EnvironmentRow,
+    UserRow,
+    caller_role,
+    identity_from,
+    identity_of,
+)
 
-__all__ = ["caller_role"]  # for the joins above; the rest is used as `service.name`
+# For the joins above; the rest is used as `service.name`.
+__all__ = ["caller_role", "identity_from", "identity_of"]
 
 MAX_ORGANIZATION_ID = 2**31 - 1  # the integer column's range on PostgreSQL
 

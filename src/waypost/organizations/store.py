@@ -3,8 +3,9 @@ typed rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -198,17 +199,25 @@ async def insert_user(conn: Connection, user: UserRow) -> None:
     )
 
 
-_identity = Prepared(
-    sa.select(users.c.organization_id, users.c.org_role).where(
-        users.c.id == sa.bindparam("user_id")
+def identity_of(user_id: sa.ColumnElement[str]) -> sa.Select[Any]:
+    """What a principal needs of the user that `user_id` names, read with `identity_from`.
+    `user_id` may be another feature's column: auth selects this with its token lookup,
+    so that authenticating a request (the hot path of every call) is one statement."""
+    return sa.select(users.c.id.label("user_id"), users.c.organization_id, users.c.org_role).where(
+        users.c.id == user_id
     )
-)
+
+
+def identity_from(row: Mapping[str, Any]) -> Identity:
+    return Identity(row["user_id"], row["organization_id"], row["org_role"])
+
+
+_identity = Prepared(identity_of(sa.bindparam("user_id")))
 
 
 async def identity(conn: Connection, *, user_id: str) -> Identity | None:
-    """What a principal needs of a user: the hot path of every authenticated request."""
     row = await conn.first(_identity, {"user_id": user_id})
-    return None if row is None else Identity(user_id, row["organization_id"], row["org_role"])
+    return None if row is None else identity_from(row)
 
 
 async def user(
