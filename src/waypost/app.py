@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limit=settings.rate_limit_requests,
             window_seconds=settings.rate_limit_window_seconds,
         )
+    # First: routes are matched in order, and the send API is the busiest route.
+    app.include_router(ingest_router)
     app.include_router(destinations_router)
     app.include_router(credentials_router)
     app.include_router(organizations_router)
@@ -122,7 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sources_token_router)
     app.include_router(subscriptions_router)
     app.include_router(logs_router)
-    app.include_router(ingest_router)
 
     @app.get("/health", tags=["operations"], summary="Liveness; does not touch the database")
     async def health() -> dict[str, str]:

@@ -99,24 +99,19 @@ class SuccessPayload(ResponseModel):
 
 
 def envelope(
-    payload: BaseModel | dict[str, Any],
+    payload: BaseModel,
     *,
     status: int = 200,
     links: dict[str, str] | None = None,
     page: Page | None = None,
 ) -> Response:
-    """The envelope around a payload model, serialized by its aliases. (A plain dict is
-    still taken while callers move onto payload models.)"""
+    """The envelope around a payload model, serialized by its aliases."""
     meta: dict[str, Any] = {"version": API_VERSION}
     if links:
         meta["links"] = links
     if page is not None:
         meta["page"] = page.model_dump(mode="json", by_alias=True)
-    body = (
-        payload.model_dump(mode="json", by_alias=True)
-        if isinstance(payload, BaseModel)
-        else payload
-    )
+    body = payload.model_dump(mode="json", by_alias=True)
     return Response(
         orjson.dumps({"meta": meta, "payload": body}),
         status_code=status,
