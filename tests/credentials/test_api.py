@@ -254,7 +254,9 @@ def test_another_organization_is_not_found(org: Org, other_org: Org) -> None:
         assert len(listed(api, org.dev)) == 1
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", str(uuid.uuid4()), "strategies2"])
+@pytest.mark.parametrize(
+    "bad_id", ["not-a-uuid", "7d1c3f0e-5b0a-4f6e-9c2d-3a8b1e4f5a60", "strategies2"]
+)
 def test_unknown_credential_is_not_found(org: Org, bad_id: str) -> None:
     with org.client() as api:
         problem(api.get(cred_url(bad_id)), 404)

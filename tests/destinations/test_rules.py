@@ -320,7 +320,15 @@ def test_null_auth_credential_is_accepted(org: Org) -> None:
         assert get(api, created["id"])["authCredential"] is None
 
 
-AUTH_CREDENTIALS = [str(uuid.uuid4()), "not-a-uuid", "", 0, True, {"id": str(uuid.uuid4())}]
+# Fixed ids: parameters must be the same in every pytest-xdist worker.
+AUTH_CREDENTIALS = [
+    "2f0d9a4e-8c1b-4e7a-b6d5-0c3e9f1a2b47",
+    "not-a-uuid",
+    "",
+    0,
+    True,
+    {"id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"},
+]
 
 
 @pytest.mark.parametrize("credential", AUTH_CREDENTIALS)
