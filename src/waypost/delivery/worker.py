@@ -78,6 +78,8 @@ class Worker:
                 if room > 0 and claimed == room:
                     await asyncio.sleep(0)
                     continue  # there may be more: claim again at once
+                if self._wake.is_set():
+                    continue  # rung while claiming: no need to ask when to wake
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds())
         finally:

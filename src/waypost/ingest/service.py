@@ -224,6 +224,7 @@ async def accept(
             "Meta.Destinations", "a synchronous query names exactly one destination"
         )
     at = clock.now()
+    can_go = False
     body = raw.decode("utf-8")
     postgres = rt.db.dialect == "postgresql"
     try:
@@ -277,7 +278,7 @@ async def accept(
                     _entry(t, log.id, a, message)
                     for t, log, a in zip(targets, new_logs, attempt_ids, strict=True)
                 ]
-                await queue.enqueue(conn, entries, at=at, postgres=postgres)
+                can_go = await queue.enqueue(conn, entries, at=at, postgres=postgres)
     except sa.exc.IntegrityError as exc:
         # The same key from a request that committed first: answer as it was answered.
         if idempotency_key is None or not is_unique_violation(exc):
@@ -288,7 +289,8 @@ async def accept(
         return again
     if synchronous:
         return await _relay(rt, targets[0].id, new_logs[0], attempt_ids[0])
-    rt.delivery_wake.set()
+    if can_go:  # behind a lane's head a message waits for that head, not for a worker
+        rt.delivery_wake.set()
     return Answer(answer)
 
 

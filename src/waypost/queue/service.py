@@ -68,9 +68,11 @@ def lane_for(
     return f"{destination_id}/{value}", True
 
 
-async def enqueue(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> None:
-    """Adds messages, in the caller's transaction (they exist once it commits)."""
-    await store.append(conn, entries, at=at, postgres=postgres)
+async def enqueue(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> bool:
+    """Adds messages, in the caller's transaction (they exist once it commits). True when
+    one of them can go at once (it heads its lane): only then need a worker wake up, and
+    on PostgreSQL the workers of other processes are told at COMMIT."""
+    return await store.append(conn, entries, at=at, postgres=postgres)
 
 
 async def claim(

@@ -43,9 +43,9 @@ class Claimed:
 
 # A lane's head is its oldest row; a new row heads its lane only when the lane is empty.
 _append = Prepared(
-    outbox.insert().values(
-        is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of")),
-    )
+    outbox.insert()
+    .values(is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of")))
+    .returning(outbox.c.is_head)
 )
 _READY = sa.text("is_head AND NOT held")  # the claim index's own condition, word for word
 _candidates = (
@@ -129,11 +129,13 @@ async def _lock_lanes(conn: Connection, lanes: Sequence[str]) -> None:
         )
 
 
-async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> None:
+async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> bool:
+    """Adds the entries; True when one of them heads its lane (it can go at once)."""
     if postgres:
         await _lock_lanes(conn, [e.lane for e in entries if e.shared_lane])
+    heads = 0
     for entry in entries:
-        await conn.run(
+        added = await conn.first(
             _append,
             {
                 "log_id": entry.log_id,
@@ -149,8 +151,10 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
                 "enqueued_at": at,
             },
         )
-    if postgres and entries:
+        heads += bool(added and added["is_head"])
+    if postgres and heads:
         await conn.execute(sa.text("SELECT pg_notify('waypost_outbox', '')"))
+    return heads > 0
 
 
 async def candidates(
