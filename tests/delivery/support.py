@@ -32,6 +32,7 @@ class Script:
         self.deliveries: list[tuple[dict[str, Any], dict[str, str], float]] = []
         self.delivered: list[dict[str, Any]] = []  # answered 2xx, in arrival order
         self.tries: dict[str, int] = {}
+        self.headers_now: dict[str, str] = {}
 
     def __call__(self, seen: Seen) -> Reply:
         body = seen.json() if seen.body else {}
@@ -41,6 +42,7 @@ class Script:
         with self.lock:
             before = self.tries.get(log_id, 0)
             self.tries[log_id] = before + 1
+            self.headers_now = seen.headers  # for a `fail` that looks at them
             reply = self.fail(body, before) if self.fail else None
             self.deliveries.append((body, seen.headers, time.monotonic()))
             if reply is None:
@@ -167,3 +169,20 @@ def scripted(script: Script) -> Iterator[Receiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+def _log(org: Org, log_id: str) -> dict[str, Any]:
+    answer = org.client().get(f"{BASE}/organizations/{org.id}/logs/{log_id}")
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()["payload"]["result"]
+    return found
+
+
+def wait_log(org: Org, log_id: str, status: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _log(org, log_id)
+        if found["status"] == status:
+            return found
+        assert time.monotonic() < deadline, f"log {log_id} is {found['status']}, not {status}"
+        time.sleep(0.05)

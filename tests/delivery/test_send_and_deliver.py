@@ -15,6 +15,7 @@ from tests.delivery.support import (
     new_source,
     scripted,
     subscribe,
+    wait_log,
 )
 from tests.receivers import Reply
 from tests.support import Org
@@ -46,23 +47,6 @@ def test_a_sent_message_arrives_with_meta_and_headers(org: Org) -> None:
 
 def _numbers(bodies: list[dict[str, Any]]) -> list[int]:
     return [b["n"] for b in bodies]
-
-
-def _log(org: Org, log_id: str) -> dict[str, Any]:
-    answer = org.client().get(f"{BASE}/organizations/{org.id}/logs/{log_id}")
-    assert answer.status_code == 200, answer.text
-    found: dict[str, Any] = answer.json()["payload"]["result"]
-    return found
-
-
-def _wait_log(org: Org, log_id: str, status: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = _log(org, log_id)
-        if found["status"] == status:
-            return found
-        assert time.monotonic() < deadline, f"log {log_id} is {found['status']}, not {status}"
-        time.sleep(0.05)
 
 
 def test_fifo_holds_behind_a_failing_head_then_drains_in_order(org: Org) -> None:
@@ -151,7 +135,7 @@ def test_max_retry_seconds_fails_the_message_and_the_lane_moves_on(org: Org) -> 
         first = source.send(message(0, destination)).json()["Meta"]["Logs"][0]["ID"]
         assert source.send(message(1, destination)).status_code == 200
         assert _numbers(script.wait_delivered(1)) == [1]
-    failed = _wait_log(org, first, "failed")
+    failed = wait_log(org, first, "failed")
     assert failed["attempts"]["total"] >= 2
     assert failed["attempts"]["latest"]["httpStatus"] == 500
     assert failed["attempts"]["latest"]["status"] == "failed"
@@ -165,7 +149,7 @@ def test_the_log_records_each_attempt(org: Org) -> None:
         subscribe(org, source, destination)
         log_id = source.send(message(0, destination)).json()["Meta"]["Logs"][0]["ID"]
         script.wait_delivered(1)
-    found = _wait_log(org, log_id, "succeeded")
+    found = wait_log(org, log_id, "succeeded")
     assert found["attempts"]["total"] == 2
     assert found["attempts"]["latest"]["status"] == "succeeded"
     assert found["attempts"]["latest"]["httpStatus"] == 200
@@ -220,6 +204,6 @@ def test_deleting_a_destination_with_queued_messages(org: Org) -> None:
         forced = client.delete(f"{BASE}/destinations/{destination}", params={"force": "true"})
         assert forced.status_code == 200, forced.text
     for log_id in log_ids:
-        failed = _wait_log(org, log_id, "failed")
+        failed = wait_log(org, log_id, "failed")
         assert failed["failureReason"] == "destination deleted"
     assert client.get(f"{BASE}/destinations/{destination}").status_code == 404
