@@ -15,10 +15,11 @@ import typer
 from waypost.auth import service as auth
 from waypost.auth.service import InvalidKeys
 from waypost.crypto import SecretKeyError
-from waypost.db import Database, DatabaseUrlError, migrate, new_id
+from waypost.db import DatabaseUrlError, migrate, new_id
 from waypost.http import ProblemError
 from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import service as organizations
+from waypost.runtime import Runtime, open_runtime, secret_box
 from waypost.settings import Settings
 
 T = TypeVar("T")
@@ -50,19 +51,15 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def with_database(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
-    """Migrates, runs `work` on a database connection, and turns failures into one line."""
+def with_runtime(work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+    """Migrates, runs `work` on a runtime, and turns failures into one line."""
     settings = Settings()
-    url = settings.resolved_database_url()
     try:
-        migrate(url)
+        migrate(settings.resolved_database_url())
 
         async def run() -> T:
-            db = Database(url, pool_size=2)
-            try:
-                return await work(db)
-            finally:
-                await db.close()
+            async with open_runtime(settings, pool_size=2, on_first_use=True) as rt:
+                return await work(rt)
 
         return asyncio.run(run())
     except ProblemError as exc:
@@ -81,11 +78,11 @@ def show(data: dict[str, Any], as_json: bool, text: str) -> None:
 @cli.command("migrate")
 def migrate_cmd() -> None:
     """Bring the database schema up to date."""
-    with_database(_noop)
+    with_runtime(_noop)
     typer.echo("database is up to date")
 
 
-async def _noop(_db: Database) -> None:
+async def _noop(_rt: Runtime) -> None:
     return None
 
 
@@ -107,14 +104,12 @@ def serve(
     # The app is built by uvicorn from the environment, in each of its processes.
     os.environ["WAYPOST_DELIVERY_WORKER"] = "true" if worker else "false"
 
-    from waypost.runtime import secret_box
-
     settings = Settings()
     try:
         secret_box(settings)  # fail now, with one line, rather than in every worker
     except (ValueError, SecretKeyError) as exc:
         raise fail(str(exc)) from None
-    with_database(_noop)
+    with_runtime(_noop)
     # Waypost's own logs go out the way uvicorn's do.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["waypost"] = {"handlers": ["default"], "level": "INFO"}
@@ -144,10 +139,9 @@ def worker_command(
     import signal
 
     from waypost.delivery.worker import Worker
-    from waypost.runtime import open_runtime
 
     settings = Settings()
-    with_database(_noop)
+    with_runtime(_noop)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     async def deliver() -> None:
@@ -176,12 +170,12 @@ def bootstrap(
 ) -> None:
     """On an empty database, create a default organization and print a token."""
 
-    async def work(db: Database) -> auth.EnrolledOrganization | None:
-        if await organizations.has_organizations(db):
+    async def work(rt: Runtime) -> auth.EnrolledOrganization | None:
+        if await organizations.has_organizations(rt.db):
             return None
-        return await auth.enroll_organization(db, name="Default", owner_email=owner_email)
+        return await auth.enroll_organization(rt.db, name="Default", owner_email=owner_email)
 
-    enrolled = with_database(work)
+    enrolled = with_runtime(work)
     if enrolled is None:
         typer.echo("Waypost already has an organization; `waypost tokens create` issues a token.")
         return
@@ -205,8 +199,8 @@ def orgs_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an organization, its three environments, an owner and a token."""
-    enrolled = with_database(
-        lambda db: auth.enroll_organization(db, name=name, owner_email=owner_email)
+    enrolled = with_runtime(
+        lambda rt: auth.enroll_organization(rt.db, name=name, owner_email=owner_email)
     )
     created, token = enrolled.organization, enrolled.token
     data = {
@@ -253,9 +247,9 @@ def users_create(
 ) -> None:
     """Create a user with roles, and a token for them."""
     env_roles = _parse_roles(role or [])
-    enrolled = with_database(
-        lambda db: auth.enroll_user(
-            db, organization_id=org, email=email, org_role=org_role, env_roles=env_roles
+    enrolled = with_runtime(
+        lambda rt: auth.enroll_user(
+            rt.db, organization_id=org, email=email, org_role=org_role, env_roles=env_roles
         )
     )
     user, token = enrolled.user.user, enrolled.token
@@ -279,7 +273,7 @@ def tokens_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Issue a new API token for a user."""
-    issued = with_database(lambda db: auth.create_token(db, user_id=user))
+    issued = with_runtime(lambda rt: auth.create_token(rt.db, user_id=user))
     show(
         {"tokenId": issued.id, "token": issued.token},
         as_json,
@@ -290,7 +284,7 @@ def tokens_create(
 @tokens_cli.command("revoke")
 def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
     """Revoke a token; it stops working on the next request."""
-    with_database(lambda db: auth.revoke_token(db, token_id=token_id))
+    with_runtime(lambda rt: auth.revoke_token(rt.db, token_id=token_id))
     typer.echo(f"token {token_id} revoked")
 
 
@@ -319,7 +313,7 @@ def keys_create(
         raise fail(f"cannot read {jwks}: {exc.strerror}") from None
     except ValueError as exc:  # InvalidKeys, and JSON that does not parse
         raise fail(f"{jwks or 'generated key'}: {exc}") from None
-    client_id = with_database(lambda db: auth.register_keys(db, user_id=user, keys=keys))
+    client_id = with_runtime(lambda rt: auth.register_keys(rt.db, user_id=user, keys=keys))
     data: dict[str, Any] = {"clientId": client_id, "kids": [k["kid"] for k in keys]}
     text = f"client id {client_id}\nkids: {', '.join(data['kids'])}"
     if private_pem is not None:
@@ -349,7 +343,7 @@ def keys_list(
     user: Annotated[str, typer.Option(help="User id.")], as_json: JsonFlag = False
 ) -> None:
     """List a user's key sets."""
-    key_sets = with_database(lambda db: auth.list_keys(db, user_id=user))
+    key_sets = with_runtime(lambda rt: auth.list_keys(rt.db, user_id=user))
     lines = [
         f"{k.client_id}  kids: {', '.join(k.kids)}"
         + (f"  (revoked {k.revoked_at})" if k.revoked_at else "")
@@ -370,7 +364,7 @@ def keys_list(
 @keys_cli.command("revoke")
 def keys_revoke(client_id: Annotated[str, typer.Argument(help="Client id.")]) -> None:
     """Revoke a key set, and the platform tokens it issued."""
-    with_database(lambda db: auth.revoke_keys(db, client_id=client_id))
+    with_runtime(lambda rt: auth.revoke_keys(rt.db, client_id=client_id))
     typer.echo(f"key set {client_id} revoked")
 
 
@@ -380,13 +374,12 @@ def secrets_reencrypt(as_json: JsonFlag = False) -> None:
 
     Rotation: set WAYPOST_SECRET_KEY=NEW,OLD everywhere, run this, then drop OLD."""
     from waypost.rotation import reencrypt_all
-    from waypost.runtime import secret_box
 
     try:
         box = secret_box(Settings())
     except (ValueError, SecretKeyError) as exc:
         raise fail(str(exc)) from None
-    count = with_database(lambda db: reencrypt_all(db, box))
+    count = with_runtime(lambda rt: reencrypt_all(rt.db, box))
     show(
         {"reencrypted": count},
         as_json,
