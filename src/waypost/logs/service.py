@@ -7,7 +7,7 @@ The read side answers Redox's log API: search, and one log with its attempts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from waypost.logs.schemas import (
     LogParty,
     LogSearch,
 )
-from waypost.logs.store import Attempt, Delivery, NewLog
+from waypost.logs.store import Attempt, Delivery, LogRow, NewLog
 from waypost.organizations.service import environment_access
 from waypost.runtime import Runtime
 
@@ -131,44 +131,35 @@ def delivered_body(delivery: Delivery, attempt_id: str | None) -> bytes:
     return orjson.dumps(as_delivered(delivery, attempt_id))
 
 
-def _attempt(row: Mapping[str, Any]) -> AttemptOut:
+def _attempt(attempt: Attempt) -> AttemptOut:
     return AttemptOut(
-        id=row["id"],
-        attempt_at=row["attempt_at"],
-        status=row["status"],
-        http_status=row["http_status"],
-        error=row["error"],
-        duration_ms=row["duration_ms"],
+        id=attempt.id,
+        attempt_at=attempt.attempt_at,
+        status=attempt.status,
+        http_status=attempt.http_status,
+        error=attempt.error,
+        duration_ms=attempt.duration_ms,
     )
 
 
-def _latest(row: Mapping[str, Any]) -> AttemptOut | None:
-    if row["latest_attempt_id"] is None:
-        return None
-    return AttemptOut(
-        id=row["latest_attempt_id"],
-        attempt_at=row["latest_attempt_at"],
-        status=row["latest_status"],
-        http_status=row["latest_http_status"],
-        error=row["latest_error"],
-        duration_ms=row["latest_duration_ms"],
-    )
+def _latest(log: LogRow) -> AttemptOut | None:
+    return None if log.latest is None else _attempt(log.latest)
 
 
-def _fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The metadata every log view shows."""
+def _fields(log: LogRow) -> dict[str, Any]:
+    """The metadata every log view shows, as the wire model's keyword arguments."""
     return {
-        "id": row["id"],
-        "type": row["type"],
-        "status": row["status"],
-        "data_model": row["data_model"],
-        "event_type": row["event_type"],
-        "test": bool(row["test"]),
-        "source": LogParty(id=row["source_id"], name=row["source_name"]),
-        "destination": LogParty(id=row["destination_id"], name=row["destination_name"]),
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "failure_reason": row["failure_reason"] if row["status"] == "failed" else None,
+        "id": log.id,
+        "type": log.type,
+        "status": log.status,
+        "data_model": log.data_model,
+        "event_type": log.event_type,
+        "test": log.test,
+        "source": LogParty(id=log.source_id, name=log.source_name),
+        "destination": LogParty(id=log.destination_id, name=log.destination_name),
+        "created_at": log.created_at,
+        "updated_at": log.updated_at,
+        "failure_reason": log.failure_reason if log.status == "failed" else None,
     }
 
 
@@ -214,10 +205,10 @@ async def search(
         )
         rows = await store.search(conn, query, before=before, limit=count + 1)
     page = [
-        LogOut(**_fields(r), attempts=AttemptsOut(total=r["attempts_total"], latest=_latest(r)))
-        for r in rows[:count]
+        LogOut(**_fields(log), attempts=AttemptsOut(total=log.attempts_total, latest=_latest(log)))
+        for log in rows[:count]
     ]
-    next_cursor = encode_cursor(rows[count - 1]["seq"]) if len(rows) > count else None
+    next_cursor = encode_cursor(rows[count - 1].seq) if len(rows) > count else None
     return page, next_cursor
 
 
@@ -235,40 +226,41 @@ async def get(rt: Runtime, principal: Principal, organization_id: str, log_id: s
     """The log with every attempt; its payload (and a request log's answer) only for the
     engineer and support roles of its environment."""
     key = canonical_id(log_id)
-    row = None
+    found = None
     async with rt.db.read() as conn:
         if key is not None and organization_id == str(principal.organization_id):
-            row = await store.log_for_caller(
+            found = await store.log_for_caller(
                 conn,
                 log_id=key,
                 organization_id=principal.organization_id,
                 user_id=principal.user_id,
             )
-        require_environment_role(row["role"] if row else None, Action.READ, what=_WHAT)
-        assert row is not None
-        every = await store.attempts_of(conn, row["id"])
-    shown = row["role"] in _PAYLOAD_ROLES
+        require_environment_role(found.role if found else None, Action.READ, what=_WHAT)
+        assert found is not None
+        log = found.log
+        every = await store.attempts_of(conn, log.id)
+    shown = found.role in _PAYLOAD_ROLES
     payload = None
     if shown:
         delivery = Delivery(
-            log_id=row["id"],
-            body=row["body"],
-            data_model=row["data_model"],
-            event_type=row["event_type"],
-            source_id=row["source_id"],
-            source_name=row["source_name"],
-            destination_id=row["destination_id"],
-            destination_name=row["destination_name"],
-            created_at=row["created_at"],
+            log_id=log.id,
+            body=found.body,
+            data_model=log.data_model,
+            event_type=log.event_type,
+            source_id=log.source_id,
+            source_name=log.source_name,
+            destination_id=log.destination_id,
+            destination_name=log.destination_name,
+            created_at=log.created_at,
         )
-        payload = as_delivered(delivery, row["latest_attempt_id"])
+        payload = as_delivered(delivery, log.latest_attempt_id)
     return LogDetailOut(
-        **_fields(row),
+        **_fields(log),
         attempts=AttemptsWithAllOut(
-            total=row["attempts_total"],
-            latest=_latest(row),
+            total=log.attempts_total,
+            latest=_latest(log),
             all=[_attempt(a) for a in every],
         ),
         payload=payload,
-        response=_answer(row["response"]) if shown and row["type"] == "request" else None,
+        response=_answer(log.response) if shown and log.type == "request" else None,
     )

@@ -1,7 +1,9 @@
-"""All of the logs feature's SQL: messages, logs and attempts."""
+"""All of the logs feature's SQL: messages, logs and attempts, and the typed rows it
+returns."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from waypost.db import Connection, Prepared
+from waypost.kinds import EnvRole
 from waypost.logs.tables import attempts, logs, messages
 from waypost.organizations.service import caller_role
 from waypost.organizations.tables import environments
@@ -196,7 +199,7 @@ _with_latest = sa.select(
     _latest.c.duration_ms.label("latest_duration_ms"),
 ).outerjoin(_latest, _latest.c.id == logs.c.latest_attempt_id)
 _for_caller = Prepared(
-    _with_latest.add_columns(messages.c.body, environments.c.flag, caller_role)
+    _with_latest.add_columns(messages.c.body, caller_role)
     .join(messages, messages.c.id == logs.c.message_id)
     .join(environments, environments.c.id == logs.c.environment_id)
     .where(
@@ -205,8 +208,73 @@ _for_caller = Prepared(
     )
 )
 _attempts_of = Prepared(
-    sa.select(attempts).where(attempts.c.log_id == sa.bindparam("log_id")).order_by(attempts.c.seq)
+    sa.select(
+        attempts.c.id,
+        attempts.c.attempt_at,
+        attempts.c.status,
+        attempts.c.http_status,
+        attempts.c.error,
+        attempts.c.duration_ms,
+    )
+    .where(attempts.c.log_id == sa.bindparam("log_id"))
+    .order_by(attempts.c.seq)
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    seq: int  # newest first, for searching and cursors
+    id: str
+    message_id: str
+    environment_id: str
+    organization_id: int
+    type: str  # send | request
+    status: str  # pending | succeeded | failed
+    data_model: str
+    event_type: str
+    test: bool
+    source_id: str
+    source_name: str
+    destination_id: str
+    destination_name: str
+    attempts_total: int
+    latest_attempt_id: str | None
+    failure_reason: str | None
+    response: str | None  # a synchronous query's answer, as the destination sent it
+    created_at: str
+    updated_at: str
+    latest: Attempt | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogForCaller:
+    """A log found for a caller: its message's body, and the caller's role in the log's
+    environment (None: no role, so not visible)."""
+
+    log: LogRow
+    body: str
+    role: EnvRole | None
+
+
+_LOG_COLUMNS = tuple(f.name for f in dataclasses.fields(LogRow) if f.name != "latest")
+
+
+def _log(values: Mapping[str, Any] | sa.RowMapping) -> LogRow:
+    """A row of `_with_latest`."""
+    columns = {name: values[name] for name in _LOG_COLUMNS}
+    # Read on the driver directly, SQLite gives a boolean column as 0 or 1.
+    columns["test"] = bool(columns["test"])
+    latest = None
+    if values["latest_attempt_id"] is not None:
+        latest = Attempt(
+            id=values["latest_attempt_id"],
+            attempt_at=values["latest_attempt_at"],
+            status=values["latest_status"],
+            http_status=values["latest_http_status"],
+            error=values["latest_error"],
+            duration_ms=values["latest_duration_ms"],
+        )
+    return LogRow(**columns, latest=latest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +295,7 @@ class LogQuery:
     updated_before: str | None = None
 
 
-async def search(
-    conn: Connection, query: LogQuery, *, before: int, limit: int
-) -> list[dict[str, Any]]:
+async def search(conn: Connection, query: LogQuery, *, before: int, limit: int) -> list[LogRow]:
     """Logs newest first (by seq, below `before`), each with its latest attempt.
 
     The (environment, seq) index gives the order; status and destination filters have
@@ -257,18 +323,22 @@ async def search(
         if high is not None:
             conditions.append(column <= high)
     statement = _with_latest.where(*conditions).order_by(logs.c.seq.desc()).limit(limit)
-    return [dict(row) for row in (await conn.execute(statement)).mappings()]
+    return [_log(values) for values in (await conn.execute(statement)).mappings()]
 
 
 async def log_for_caller(
     conn: Connection, *, log_id: str, organization_id: int, user_id: str
-) -> Mapping[str, Any] | None:
-    """The log with its latest attempt, its message's body, its environment's flag and the
-    caller's `role` there (None: no role). `log_id` must be canonical."""
+) -> LogForCaller | None:
+    """The log with its latest attempt, its message's body and the caller's role in its
+    environment. `log_id` must be canonical."""
     params = {"log_id": log_id, "organization_id": organization_id, "user_id": user_id}
-    return await conn.first(_for_caller, params)
+    found = await conn.first(_for_caller, params)
+    if found is None:
+        return None
+    role = None if found["role"] is None else EnvRole(found["role"])
+    return LogForCaller(_log(found), found["body"], role)
 
 
-async def attempts_of(conn: Connection, log_id: str) -> list[Mapping[str, Any]]:
+async def attempts_of(conn: Connection, log_id: str) -> list[Attempt]:
     """Every attempt at a log, oldest first."""
-    return await conn.all(_attempts_of, {"log_id": log_id})
+    return [Attempt(**values) for values in await conn.all(_attempts_of, {"log_id": log_id})]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -167,11 +168,12 @@ async def _access(
     return row
 
 
-def _row(values: dict[str, Any], environment: Any) -> SourceRow:
+def _row(values: Mapping[str, Any], flag: EnvironmentFlag) -> SourceRow:
+    """A source just inserted with these column values, as the answer shows it."""
     return SourceRow.of(
         {
             "seq": 0,
-            "flag": environment.flag,
+            "flag": flag,
             "organization_id": 0,
             "previous_secret_hash": None,
             "previous_secret_sealed": None,
@@ -208,7 +210,7 @@ async def create_source(
             "environmentId": environment.id,
             "fields": {"name": {"old": None, "new": name}, "secret": audit.REDACTED},
         }
-    return _with_secret(_row(values, environment), secret)
+    return _with_secret(_row(values, environment.flag), secret)
 
 
 async def list_sources(
@@ -335,7 +337,7 @@ async def create_apikey(
             "jwksURL": body.jwks_url,
             "kids": [k["kid"] for k in jwk_set["keys"]] if jwk_set else None,
         }
-    return _row(values, environment)
+    return _row(values, environment.flag)
 
 
 # --- how a source proves who it is ---------------------------------------------------------

@@ -4,8 +4,7 @@ environment. Ingest asks `is_subscribed` about the destinations a message names,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Mapping
 
 import sqlalchemy as sa
 
@@ -21,6 +20,7 @@ from waypost.db import (
 )
 from waypost.destinations import service as destinations
 from waypost.http import Conflict, Invalid, decode_cursor, encode_cursor
+from waypost.kinds import EnvironmentFlag
 from waypost.organizations import service as organizations
 from waypost.organizations.service import caller_params, environment_access
 from waypost.runtime import Runtime
@@ -32,6 +32,7 @@ from waypost.subscriptions.schemas import (
     SubscriptionEnvironment,
     SubscriptionOut,
 )
+from waypost.subscriptions.store import Located, SubscriptionRow
 
 MAX_PAGE = 1000
 _WHAT = "subscription"
@@ -56,35 +57,35 @@ async def is_subscribed(
 
 
 def _view(
-    row: Mapping[str, Any],
-    flag: str,
+    row: SubscriptionRow,
+    flag: EnvironmentFlag,
     source_names: Mapping[str, str],
     dest_names: Mapping[str, str],
 ) -> SubscriptionOut:
     return SubscriptionOut(
-        id=row["id"],
-        source=SubscriptionEnd(id=row["source_id"], name=source_names.get(row["source_id"], "")),
+        id=row.id,
+        source=SubscriptionEnd(id=row.source_id, name=source_names.get(row.source_id, "")),
         destination=SubscriptionEnd(
-            id=row["destination_id"], name=dest_names.get(row["destination_id"], "")
+            id=row.destination_id, name=dest_names.get(row.destination_id, "")
         ),
-        data_model=row["data_model"],
-        environment=SubscriptionEnvironment(id=row["environment_id"], environment_flag=flag),
-        created_at=row["created_at"],
+        data_model=row.data_model,
+        environment=SubscriptionEnvironment(id=row.environment_id, environment_flag=flag),
+        created_at=row.created_at,
     )
 
 
 async def _names(
-    conn: Connection, rows: Sequence[Mapping[str, Any]]
+    conn: Connection, rows: Collection[SubscriptionRow]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The current names of the sources and destinations these subscriptions join, asked of
     their features once per distinct id (a page names few)."""
     source_names: dict[str, str] = {}
-    for source_id in {r["source_id"] for r in rows}:
+    for source_id in {r.source_id for r in rows}:
         source = await sources.get_source(conn, source_id)
         if source is not None:
             source_names[source_id] = source.name
     dest_names: dict[str, str] = {}
-    for destination_id in {r["destination_id"] for r in rows}:
+    for destination_id in {r.destination_id for r in rows}:
         name = await destinations.name_in_environment(conn, destination_id=destination_id)
         if name is not None:
             dest_names[destination_id] = name
@@ -92,11 +93,10 @@ async def _names(
 
 
 async def _views(
-    conn: Connection, rows: Sequence[Any], flags: Mapping[str, str]
+    conn: Connection, rows: Collection[SubscriptionRow], flags: Mapping[str, EnvironmentFlag]
 ) -> list[SubscriptionOut]:
-    maps = [r._mapping for r in rows]
-    source_names, dest_names = await _names(conn, maps)
-    return [_view(m, flags[m["environment_id"]], source_names, dest_names) for m in maps]
+    source_names, dest_names = await _names(conn, rows)
+    return [_view(r, flags[r.environment_id], source_names, dest_names) for r in rows]
 
 
 async def create(
@@ -132,17 +132,16 @@ async def create(
         source_names, dest_names = {source_id: source.name}, {destination_id: dest_name}
         subscription_id = new_id()
         event.details["subscriptionId"] = subscription_id
-        values = {
-            "id": subscription_id,
-            "environment_id": env_id,
-            "source_id": source_id,
-            "destination_id": destination_id,
-            "data_model": body.data_model,
-            "data_model_key": store.data_model_key(body.data_model),
-            "created_at": clock.now(),
-        }
         try:
-            await store.insert(conn, values)
+            row = await store.insert(
+                conn,
+                subscription_id=subscription_id,
+                environment_id=env_id,
+                source_id=source_id,
+                destination_id=destination_id,
+                data_model=body.data_model,
+                created_at=clock.now(),
+            )
         except sa.exc.IntegrityError as exc:
             if is_unique_violation(exc):
                 raise Conflict(
@@ -154,7 +153,7 @@ async def create(
                     "The source or the destination was deleted while subscribing; try again."
                 ) from exc
             raise
-    return _view(values, environment.flag, source_names, dest_names)
+    return _view(row, environment.flag, source_names, dest_names)
 
 
 _NO_MATCH = ""
@@ -209,7 +208,7 @@ async def list_in_organization(
     environments = await organizations.list_environments(
         rt.db, principal=principal, organization_id=organization_id
     )
-    flags = {e.id: e.flag.value for e in environments}
+    flags = {e.id: e.flag for e in environments}
     if not flags:
         return []
     async with rt.db.read() as conn:
@@ -219,37 +218,37 @@ async def list_in_organization(
 
 async def _access(
     conn: Connection, principal: Principal, subscription_id: str, action: Action
-) -> Mapping[str, Any]:
+) -> Located:
     key = canonical_id(subscription_id)
-    row = None
+    found = None
     if key is not None:
-        row = await store.with_role(
+        found = await store.locate(
             conn,
             subscription_id=key,
             params=caller_params(principal),
             for_update=action is Action.WRITE,
         )
-    require_environment_role(row["role"] if row else None, action, what=_WHAT)
-    assert row is not None
-    return row
+    require_environment_role(found.role if found else None, action, what=_WHAT)
+    assert found is not None
+    return found
 
 
 async def get(rt: Runtime, principal: Principal, subscription_id: str) -> SubscriptionOut:
     async with rt.db.read() as conn:
-        row = await _access(conn, principal, subscription_id, Action.READ)
-        source_names, dest_names = await _names(conn, [row])
-    return _view(row, row["flag"], source_names, dest_names)
+        found = await _access(conn, principal, subscription_id, Action.READ)
+        source_names, dest_names = await _names(conn, [found.row])
+    return _view(found.row, found.flag, source_names, dest_names)
 
 
 async def delete(rt: Runtime, principal: Principal, subscription_id: str) -> str:
     async with audited_write(rt.db, principal, "subscription-deleted") as (conn, event):
         event.details["subscriptionId"] = subscription_id
-        row = await _access(conn, principal, subscription_id, Action.WRITE)
+        row = (await _access(conn, principal, subscription_id, Action.WRITE)).row
         event.details.update(
-            environmentId=row["environment_id"],
-            sourceId=row["source_id"],
-            destinationId=row["destination_id"],
-            dataModel=row["data_model"],
+            environmentId=row.environment_id,
+            sourceId=row.source_id,
+            destinationId=row.destination_id,
+            dataModel=row.data_model,
         )
-        await store.delete(conn, row["seq"])
+        await store.delete(conn, row)
     return f"Subscription {subscription_id} was deleted; nothing more is routed by it."

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from waypost.db import Connection, Prepared
+from waypost.kinds import EnvironmentFlag, EnvRole
 from waypost.organizations.service import caller_role
 from waypost.organizations.tables import environments
 from waypost.subscriptions.tables import subscriptions
@@ -21,6 +24,35 @@ def data_model_key(data_model: str) -> str:
     return data_model.replace(" ", "")
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    seq: int  # creation order, for listing and cursors
+    id: str
+    environment_id: str
+    source_id: str
+    destination_id: str
+    data_model: str  # as given
+    data_model_key: str  # as routing matches it (`data_model_key`)
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A subscription found for a caller: its environment's flag, and the caller's role
+    there (None: no role, so not visible)."""
+
+    row: SubscriptionRow
+    flag: EnvironmentFlag
+    role: EnvRole | None
+
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(SubscriptionRow))
+
+
+def _row(values: Mapping[str, Any] | sa.RowMapping) -> SubscriptionRow:
+    return SubscriptionRow(**{name: values[name] for name in _COLUMNS})
+
+
 # One statement finds the subscription and the caller's role in its environment.
 _by_id = (
     sa.select(subscriptions, environments.c.flag, caller_role)
@@ -32,7 +64,7 @@ _by_id = (
 )
 _read_access = Prepared(_by_id)
 _write_access = Prepared(_by_id.with_for_update(of=subscriptions))
-_insert = Prepared(subscriptions.insert())
+_insert = Prepared(subscriptions.insert().returning(subscriptions.c.seq))
 _delete = Prepared(subscriptions.delete().where(subscriptions.c.seq == sa.bindparam("row_seq")))
 # Routing, on every send: served by the (source, data model key, destination) unique index.
 _routes = Prepared(
@@ -53,21 +85,45 @@ _route = Prepared(
 )
 
 
-async def with_role(
+async def locate(
     conn: Connection, *, subscription_id: str, params: Mapping[str, Any], for_update: bool
-) -> Mapping[str, Any] | None:
-    """The subscription, its environment's flag and the caller's `role` there (None
-    when the caller holds none); `params` are the caller's (organizations' caller_params)."""
+) -> Located | None:
+    """The subscription in the caller's organization, locked for a write if asked;
+    `params` are the caller's (organizations' caller_params)."""
     query = _write_access if for_update else _read_access
-    return await conn.first(query, {**params, "subscription_id": subscription_id})
+    found = await conn.first(query, {**params, "subscription_id": subscription_id})
+    if found is None:
+        return None
+    role = None if found["role"] is None else EnvRole(found["role"])
+    return Located(_row(found), EnvironmentFlag(found["flag"]), role)
 
 
-async def insert(conn: Connection, values: Mapping[str, Any]) -> None:
-    await conn.run(_insert, values)
+async def insert(
+    conn: Connection,
+    *,
+    subscription_id: str,
+    environment_id: str,
+    source_id: str,
+    destination_id: str,
+    data_model: str,
+    created_at: str,
+) -> SubscriptionRow:
+    values = {
+        "id": subscription_id,
+        "environment_id": environment_id,
+        "source_id": source_id,
+        "destination_id": destination_id,
+        "data_model": data_model,
+        "data_model_key": data_model_key(data_model),
+        "created_at": created_at,
+    }
+    inserted = await conn.first(_insert, values)
+    assert inserted is not None  # RETURNING always yields the new row
+    return _row({**values, "seq": inserted["seq"]})
 
 
-async def delete(conn: Connection, row_seq: int) -> None:
-    await conn.run(_delete, {"row_seq": row_seq})
+async def delete(conn: Connection, row: SubscriptionRow) -> None:
+    await conn.run(_delete, {"row_seq": row.seq})
 
 
 async def page(
@@ -79,7 +135,7 @@ async def page(
     data_model: str | None = None,
     after: int = 0,
     limit: int | None = None,
-) -> Sequence[Any]:
+) -> list[SubscriptionRow]:
     """Subscriptions in these environments, in creation order, after the seq `after`."""
     query = (
         sa.select(subscriptions)
@@ -95,7 +151,7 @@ async def page(
         query = query.where(subscriptions.c.data_model_key == data_model_key(data_model))
     if limit is not None:
         query = query.limit(limit)
-    return (await conn.execute(query)).all()
+    return [_row(values) for values in (await conn.execute(query)).mappings()]
 
 
 async def destination_ids(conn: Connection, *, source_id: str, data_model: str) -> list[str]:

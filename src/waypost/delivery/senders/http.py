@@ -1,9 +1,10 @@
 """Delivery to a URL destination: one POST per attempt, as Redox sends it.
 
 The body is the message as accepted, with `Meta.Source`, `Meta.Destinations` (this
-destination) and `Meta.Logs` (this log and attempt) filled in. Headers: the JSON content
-type, `verification-token`, the destination's auth credential, and `webhook-id` (the log
-id, the same on every attempt) so that a receiver can drop a second delivery.
+destination) and `Meta.Logs` (this log and attempt) filled in: logs' `delivered_body`,
+built as the log API's payload shows it. Headers: the JSON content type,
+`verification-token`, the destination's auth credential, and `webhook-id` (the log id,
+the same on every attempt) so that a receiver can drop a second delivery.
 Success is any 2xx; anything else, redirects included (never followed), is a failure
 with its reason. Every request goes through the guarded outbound module.
 """
@@ -12,13 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from waypost.credentials import service as credentials
 from waypost.credentials.tokens import TokenError
-from waypost.logs.service import Delivery
+from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import OutboundError
 from waypost.runtime import Runtime
 
@@ -44,16 +42,6 @@ class Outcome:
     retry_after: str | None  # the receiver's Retry-After on a 429 or 503
     duration_ms: int
     answer: bytes  # the receiver's body (a synchronous query's result)
-
-
-def delivered_body(delivery: Delivery, attempt_id: str) -> bytes:
-    message: dict[str, Any] = orjson.loads(delivery.body)
-    meta = dict(message.get("Meta") or {})
-    meta["Source"] = {"ID": delivery.source_id, "Name": delivery.source_name}
-    meta["Destinations"] = [{"ID": delivery.destination_id, "Name": delivery.destination_name}]
-    meta["Logs"] = [{"ID": delivery.log_id, "AttemptID": attempt_id}]
-    message["Meta"] = meta
-    return orjson.dumps(message)
 
 
 async def _headers(rt: Runtime, recipient: Recipient, delivery: Delivery) -> dict[str, str]:
