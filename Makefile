@@ -33,8 +33,9 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# Both cores: test files are spread over two processes, each with its own servers.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # Long runs that kill processes (a worker SIGKILLed during 2,000 messages); CI runs them.
 chaos: $(DEV_STAMP)

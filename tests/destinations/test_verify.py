@@ -714,3 +714,22 @@ def test_verification_token_never_appears_in_any_response(org: Org, api: httpx.C
     for text in texts:
         assert token not in text
         assert second not in text
+
+
+def test_sending_the_same_endpoint_and_token_again_keeps_verified(
+    org: Org, api: httpx.Client
+) -> None:
+    token = new_token()
+    with receiving(challenge_reply(token=token)) as receiver:
+        destination = create(api, org.dev, endpoint=receiver.url, verificationToken=token)
+        assert verify(api, destination["id"]).status_code == 200
+        same = api.patch(
+            f"{API}/destinations/{destination['id']}",
+            json={"endpoint": receiver.url, "verificationToken": token},
+        )
+        assert same.status_code == 200, same.text
+        assert same.json()["payload"]["destination"]["verified"] is True
+        changed = api.patch(
+            f"{API}/destinations/{destination['id']}", json={"verificationToken": new_token()}
+        )
+        assert changed.json()["payload"]["destination"]["verified"] is False

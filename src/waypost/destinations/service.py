@@ -115,6 +115,15 @@ def _open_token(box: SecretBox, row: DestinationRow) -> str | None:
         ) from None
 
 
+def _same_token(rt: Runtime, row: DestinationRow, token: str | None) -> bool:
+    """Whether `token` is the one stored: sending the same value again changes nothing
+    (and leaves a proven receiver verified). A token no key opens counts as different."""
+    try:
+        return _open_token(rt.secret_box, row) == token
+    except SecretKeyError:
+        return False
+
+
 async def create(
     rt: Runtime, *, principal: Principal, environment_id: str, body: DestinationCreate
 ) -> DestinationOut:
@@ -229,8 +238,9 @@ def _changes(rt: Runtime, found: Located, given: Mapping[str, Any]) -> dict[str,
                 "endpoint", "this is a cloud destination; its type cannot change to a URL"
             )
         _check_endpoint_scheme(given["endpoint"], found.flag)
-        changes["endpoint"] = given["endpoint"]
-    if "verification_token" in given:
+        if given["endpoint"] != row.endpoint:
+            changes["endpoint"] = given["endpoint"]
+    if "verification_token" in given and not _same_token(rt, row, given["verification_token"]):
         changes["verification_token"] = _seal_token(rt, row.id, given["verification_token"])
     if "verification_method" in given:
         changes["verification_method"] = given["verification_method"]
