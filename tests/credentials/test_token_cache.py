@@ -27,10 +27,10 @@ from tests.credentials.helpers import (
 from tests.credentials.token_server import TokenServer
 from tests.support import Org, Server
 from waypost.credentials import service
-from waypost.credentials.cache import Token, TokenCache
 from waypost.credentials.tables import auth_credentials
 from waypost.credentials.tokens import TokenError
 from waypost.runtime import Runtime
+from waypost.token_cache import Token, TokenCache
 
 
 def oauth_credential(org: Org, url: str, **fields: Any) -> str:
