@@ -655,7 +655,13 @@ CLAIM_CASES: dict[str, tuple[Callable[[Client], dict[str, Any]], int]] = {
 @pytest.mark.parametrize("case", CLAIM_CASES.values(), ids=CLAIM_CASES)
 def test_claims(client: Client, case: tuple[Callable[[Client], dict[str, Any]], int]) -> None:
     make_claims, expected = case
-    response = token_request(client.server, client.assertion("es384", **make_claims(client)))
+    # The edges are 1 s from the rule; a request slower than half that (a loaded machine)
+    # could land on the other side, so such a request is made again with fresh claims.
+    for _ in range(5):
+        started = time.monotonic()
+        response = token_request(client.server, client.assertion("es384", **make_claims(client)))
+        if time.monotonic() - started < 0.5:
+            break
     if expected == 200:
         assert response.status_code == 200, response.text
         assert response.json()["token_type"] == "Bearer"
