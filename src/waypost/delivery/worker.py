@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import psycopg
 
 from waypost import clock
+from waypost.crypto import SecretKeyError
 from waypost.db import new_id
 from waypost.delivery import schedule
 from waypost.delivery.senders import http as http_sender
@@ -37,13 +38,14 @@ log = logging.getLogger("waypost.delivery")
 
 BACKSTOP_POLL_SECONDS = 5.0
 SETTINGS_TTL_SECONDS = 1.0  # how long a destination's settings are trusted between reads
-NOTIFY_CHANNEL = "waypost_outbox"
+TROUBLE_PAUSE_SECONDS = 1.0  # after the database failed the loop (a restart, say)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    target: destinations.DeliveryTarget | None
+    target: destinations.DeliveryTarget | None  # None: the destination is gone
     read_at: float
+    unreadable: str | None = None  # why its secrets cannot be opened (a wrong key)
 
 
 class Worker:
@@ -65,28 +67,34 @@ class Worker:
             settings.delivery_timeout_seconds + settings.verify_timeout_seconds + 5
         )
 
-    def wake(self) -> None:
-        self._wake.set()
-
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self._postgres else None
         try:
             while not self._stopping:
-                self._wake.clear()  # before claiming, so a wake-up meanwhile is not lost
-                room = self.concurrency - len(self._tasks)
-                claimed = await self._claim(room) if room > 0 else 0
-                if room > 0 and claimed == room:
-                    await asyncio.sleep(0)
-                    continue  # there may be more: claim again at once
-                if self._wake.is_set():
-                    continue  # rung while claiming: no need to ask when to wake
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds())
+                try:
+                    await self._turn()
+                except Exception:
+                    # The database went away (a PostgreSQL restart, a full disk): claims
+                    # are safe to retry, and sends in flight record their outcome later.
+                    log.exception("delivery: a claim round failed; trying again shortly")
+                    await asyncio.sleep(TROUBLE_PAUSE_SECONDS)
         finally:
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+
+    async def _turn(self) -> None:
+        self._wake.clear()  # before claiming, so a wake-up meanwhile is not lost
+        room = self.concurrency - len(self._tasks)
+        claimed = await self._claim(room) if room > 0 else 0
+        if room > 0 and claimed == room:
+            await asyncio.sleep(0)
+            return  # there may be more: claim again at once
+        if self._wake.is_set():
+            return  # rung while claiming: no need to ask when to wake
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds())
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stops claiming, and lets sends in flight finish for a while; what is cut short
@@ -173,12 +181,21 @@ class Worker:
         }
         unknown = any(d not in self._targets for d in stale)
         for destination_id in stale:
-            target = await destinations.delivery_target(self.rt, destination_id=destination_id)
-            self._targets[destination_id] = _Cached(target, now)
+            try:
+                target = await destinations.delivery_target(self.rt, destination_id=destination_id)
+            except SecretKeyError as exc:
+                self._targets[destination_id] = _Cached(None, now, unreadable=str(exc))
+            else:
+                self._targets[destination_id] = _Cached(target, now)
         return unknown
 
     async def _deliver(self, row: queue.Claimed, delivery: logs.Delivery | None) -> None:
         cached = self._targets.get(row.destination_id)
+        if cached is not None and cached.unreadable is not None:
+            # Nothing can be sent until its secrets are set again; its queue waits (and a
+            # new token holds it until the receiver is verified again).
+            await self._postpone(row, cached.unreadable)
+            return
         target = cached.target if cached else None
         if delivery is None or target is None:
             await self._give_up(row, "destination deleted")
@@ -246,6 +263,23 @@ class Worker:
                 reason=outcome.error if status == "failed" else None,
             )
 
+    async def _postpone(self, row: queue.Claimed, reason: str) -> None:
+        wait = schedule.wait_after(row.attempts + 1, "fifo") or schedule.FIFO_THEN_EVERY
+        due = clock.after(wait * self.rt.settings.retry_scale)
+        attempt = logs.Attempt(
+            id=row.attempt_id,
+            attempt_at=clock.now(),
+            status="failed",
+            http_status=None,
+            error=reason,
+            duration_ms=0,
+        )
+        async with self.rt.db.write() as conn:
+            ours = await queue.retry(conn, row, owner=self.owner, due=due, next_attempt_id=new_id())
+            await logs.record_attempt(
+                conn, log_id=row.log_id, attempt=attempt, status="pending" if ours else None
+            )
+
     async def _give_up(self, row: queue.Claimed, reason: str) -> None:
         async with self.rt.db.write() as conn:
             if await queue.finish(conn, row, owner=self.owner, postgres=self._postgres):
@@ -257,7 +291,7 @@ class Worker:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    await conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
                     self._wake.set()  # anything that arrived while not listening
                     async for _ in conn.notifies():
                         self._wake.set()

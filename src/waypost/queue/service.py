@@ -19,9 +19,10 @@ from typing import Any
 
 from waypost.db import Connection
 from waypost.queue import store
-from waypost.queue.store import Claimed, Entry
+from waypost.queue.store import NOTIFY_CHANNEL, Claimed, Entry
 
 __all__ = [
+    "NOTIFY_CHANNEL",
     "Claimed",
     "Entry",
     "claim",

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from waypost.db import Connection, Prepared
 from waypost.queue.tables import outbox
 
+# PostgreSQL: appending a lane head NOTIFYs here; workers in other processes LISTEN.
+NOTIFY_CHANNEL = "waypost_outbox"
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -153,7 +156,7 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
         )
         heads += bool(added and added["is_head"])
     if postgres and heads:
-        await conn.execute(sa.text("SELECT pg_notify('waypost_outbox', '')"))
+        await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return heads > 0
 
 
