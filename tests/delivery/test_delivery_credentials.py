@@ -3,7 +3,9 @@ refuses is fetched afresh once."""
 
 from __future__ import annotations
 
-from tests.credentials.helpers import api_key_fields, create_ok, oauth_fields
+import base64
+
+from tests.credentials.helpers import api_key_fields, basic_fields, create_ok, oauth_fields
 from tests.credentials.token_server import TokenServer
 from tests.delivery.support import (
     BASE,
@@ -70,3 +72,27 @@ def test_an_api_key_credential_is_sent_as_its_header(org: Org) -> None:
     headers = script.deliveries[0][1]
     assert headers["x-api-key"] == "key-0123456789"
     assert "verification-token" in headers
+
+
+def test_a_patched_basic_password_is_the_one_sent(org: Org) -> None:
+    script = Script()
+    with scripted(script) as running:
+        api = org.client()
+        credential = create_ok(api, org.dev, **basic_fields(password="first-password"))["id"]
+        source = new_source(org)
+        destination = new_destination(org, running)
+        _attach(org, destination, credential)
+        subscribe(org, source, destination)
+        assert source.send(message(0, destination)).status_code == 200
+        script.wait_delivered(1)
+        patched = api.patch(
+            f"{BASE}/authcredentials/{credential}", json={"password": "second-password"}
+        )
+        assert patched.status_code == 200, patched.text
+        assert source.send(message(1, destination)).status_code == 200
+        script.wait_delivered(2)
+    sent = [
+        base64.b64decode(h["authorization"].removeprefix("Basic ")).decode()
+        for _, h, _ in script.deliveries
+    ]
+    assert sent == ["svc:first-password", "svc:second-password"]
