@@ -14,8 +14,7 @@ from waypost.credentials.strategies import StrategyName
 from waypost.credentials.tables import auth_credentials
 from waypost.db import Connection, Prepared
 from waypost.kinds import EnvironmentFlag
-from waypost.organizations.service import caller_role
-from waypost.organizations.tables import environments
+from waypost.organizations.service import with_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +51,12 @@ def _row(values: Mapping[Any, Any]) -> CredentialRow:
 
 # The one join beyond this feature's table: the environment's flag and the caller's role
 # in it, so that one statement both finds the row and checks access.
-_by_id_for_caller = (
-    sa.select(auth_credentials, environments.c.flag, caller_role)
-    .join(environments, environments.c.id == auth_credentials.c.environment_id)
-    .where(
-        auth_credentials.c.id == sa.bindparam("credential_id"),
-        environments.c.organization_id == sa.bindparam("organization_id"),
-    )
-)
+_by_id_for_caller = with_environment(
+    sa.select(auth_credentials),
+    auth_credentials.c.environment_id,
+    caller=True,
+    of_caller_organization=True,
+).where(auth_credentials.c.id == sa.bindparam("credential_id"))
 _read_access = Prepared(_by_id_for_caller)
 _write_access = Prepared(_by_id_for_caller.with_for_update(of=auth_credentials))
 _by_id = Prepared(

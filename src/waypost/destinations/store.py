@@ -14,8 +14,7 @@ from waypost.db import Connection, Prepared
 from waypost.destinations.delivery_settings import DeliverySettings, effective
 from waypost.destinations.tables import destinations
 from waypost.kinds import EnvironmentFlag
-from waypost.organizations.service import caller_role
-from waypost.organizations.tables import environments
+from waypost.organizations.service import with_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +72,18 @@ def _row(values: Mapping[str, Any]) -> DestinationRow:
 
 # The one join beyond this feature's table: the environment's flag and the caller's role
 # in it, so that one statement both finds the row and checks access.
-_by_id = (
-    sa.select(destinations, environments.c.flag, caller_role)
-    .join(environments, environments.c.id == destinations.c.environment_id)
-    .where(
-        destinations.c.id == sa.bindparam("destination_id"),
-        environments.c.organization_id == sa.bindparam("organization_id"),
-    )
-)
+_by_id = with_environment(
+    sa.select(destinations),
+    destinations.c.environment_id,
+    caller=True,
+    of_caller_organization=True,
+).where(destinations.c.id == sa.bindparam("destination_id"))
 _read_access = Prepared(_by_id)
 _write_access = Prepared(_by_id.with_for_update(of=destinations))
 _target = Prepared(
-    sa.select(destinations, environments.c.flag)
-    .join(environments, environments.c.id == destinations.c.environment_id)
-    .where(destinations.c.id == sa.bindparam("destination_id"))
+    with_environment(sa.select(destinations), destinations.c.environment_id).where(
+        destinations.c.id == sa.bindparam("destination_id")
+    )
 )
 # For the send API, inside the transaction that queues: only the columns routing needs,
 # and the row stays as read (a concurrent PATCH or verify waits) until that transaction

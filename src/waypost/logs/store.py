@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from waypost.db import Connection, Prepared
 from waypost.kinds import EnvRole
 from waypost.logs.tables import attempts, logs, messages
-from waypost.organizations.service import caller_role
-from waypost.organizations.tables import environments
+from waypost.organizations.service import with_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,13 +198,14 @@ _with_latest = sa.select(
     _latest.c.duration_ms.label("latest_duration_ms"),
 ).outerjoin(_latest, _latest.c.id == logs.c.latest_attempt_id)
 _for_caller = Prepared(
-    _with_latest.add_columns(messages.c.body, caller_role)
-    .join(messages, messages.c.id == logs.c.message_id)
-    .join(environments, environments.c.id == logs.c.environment_id)
-    .where(
-        logs.c.id == sa.bindparam("log_id"),
-        environments.c.organization_id == sa.bindparam("organization_id"),
-    )
+    with_environment(
+        _with_latest.add_columns(messages.c.body).join(
+            messages, messages.c.id == logs.c.message_id
+        ),
+        logs.c.environment_id,
+        caller=True,
+        of_caller_organization=True,
+    ).where(logs.c.id == sa.bindparam("log_id"))
 )
 _attempts_of = Prepared(
     sa.select(

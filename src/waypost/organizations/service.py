@@ -1,10 +1,11 @@
 """Organizations, their three environments, users and role assignments.
 
-`caller_role`, `caller_params` and `environment_access` are the one deliberate exception
-to "a feature reads only its own tables": other features join the caller's role in an
-environment into their own lookups, so that one statement both finds a row and checks
-access (docs/ARCHITECTURE.md). `identity_of` and `identity_from` extend it to the token
-lookup: auth selects a user's organization and role with the token, in one statement.
+`with_environment`, `caller_params` and `environment_access` are the one deliberate
+exception to "a feature reads only its own tables": other features join a row's
+environment (its flag, and the caller's role there) into their own lookups, so that one
+statement both finds a row and checks access (docs/ARCHITECTURE.md). `identity_of` and
+`identity_from` extend it to the token lookup: auth selects a user's organization and
+role with the token, in one statement.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from waypost.organizations.store import (
     EnvironmentAccess,
     EnvironmentRow,
     UserRow,
-    caller_role,
     identity_from,
     identity_of,
+    with_environment,
 )
 
 # For the joins above; the rest is used as `service.name`.
-__all__ = ["caller_role", "identity_from", "identity_of"]
+__all__ = ["identity_from", "identity_of", "with_environment"]
 
 MAX_ORGANIZATION_ID = 2**31 - 1  # the integer column's range on PostgreSQL
 

@@ -9,8 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from waypost.db import Connection, Prepared
-from waypost.organizations.service import caller_role
-from waypost.organizations.tables import environments
+from waypost.organizations.service import with_environment
 from waypost.sources.tables import source_tokens, sources
 
 ACCESS = "access"
@@ -80,14 +79,17 @@ class SourceRow:
         )
 
 
-_with_environment = sa.select(sources, environments.c.flag, environments.c.organization_id).join(
-    environments, environments.c.id == sources.c.environment_id
+_with_environment = with_environment(
+    sa.select(sources), sources.c.environment_id, organization=True
 )
 _by_id = Prepared(_with_environment.where(sources.c.id == sa.bindparam("source_id")))
-_for_caller = _with_environment.add_columns(caller_role).where(
-    sources.c.id == sa.bindparam("source_id"),
-    environments.c.organization_id == sa.bindparam("organization_id"),
-)
+_for_caller = with_environment(
+    sa.select(sources),
+    sources.c.environment_id,
+    organization=True,
+    caller=True,
+    of_caller_organization=True,
+).where(sources.c.id == sa.bindparam("source_id"))
 _read_for_caller = Prepared(_for_caller)
 _write_for_caller = Prepared(_for_caller.with_for_update(of=sources))
 _in_environment = _with_environment.where(
@@ -104,19 +106,13 @@ _delete = Prepared(sources.delete().where(sources.c.seq == sa.bindparam("row_seq
 _insert_token = Prepared(source_tokens.insert())
 # The hot path of every send: one indexed lookup by the token's hash.
 _sending_source = Prepared(
-    sa.select(
-        sources.c.id,
-        sources.c.name,
+    with_environment(
+        sa.select(sources.c.id, sources.c.name, sources.c.environment_id).select_from(
+            source_tokens.join(sources, sources.c.id == source_tokens.c.source_id)
+        ),
         sources.c.environment_id,
-        environments.c.flag,
-        environments.c.organization_id,
-    )
-    .select_from(
-        source_tokens.join(sources, sources.c.id == source_tokens.c.source_id).join(
-            environments, environments.c.id == sources.c.environment_id
-        )
-    )
-    .where(
+        organization=True,
+    ).where(
         source_tokens.c.token_hash == sa.bindparam("token_hash"),
         source_tokens.c.kind == ACCESS,
         source_tokens.c.expires_at > sa.bindparam("now"),

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 from waypost.db import Connection, Prepared
 from waypost.kinds import EnvironmentFlag, EnvRole
-from waypost.organizations.service import caller_role
-from waypost.organizations.tables import environments
+from waypost.organizations.service import with_environment
 from waypost.subscriptions.tables import subscriptions
 
 MAX_SEQ = 2**63 - 1  # the BIGINT seq on PostgreSQL
@@ -54,14 +53,12 @@ def _row(values: Mapping[str, Any] | sa.RowMapping) -> SubscriptionRow:
 
 
 # One statement finds the subscription and the caller's role in its environment.
-_by_id = (
-    sa.select(subscriptions, environments.c.flag, caller_role)
-    .join(environments, environments.c.id == subscriptions.c.environment_id)
-    .where(
-        subscriptions.c.id == sa.bindparam("subscription_id"),
-        environments.c.organization_id == sa.bindparam("organization_id"),
-    )
-)
+_by_id = with_environment(
+    sa.select(subscriptions),
+    subscriptions.c.environment_id,
+    caller=True,
+    of_caller_organization=True,
+).where(subscriptions.c.id == sa.bindparam("subscription_id"))
 _read_access = Prepared(_by_id)
 _write_access = Prepared(_by_id.with_for_update(of=subscriptions))
 _insert = Prepared(subscriptions.insert().returning(subscriptions.c.seq))
