@@ -18,25 +18,13 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from waypost.auth import service
+from waypost.auth.schemas import TokenAnswer, TokenError
 from waypost.runtime import Runtime, runtime
 
 router = APIRouter(tags=["authentication"])
 TOKEN_PATH: Final = "/v2/auth/token"  # noqa: S105 - a URL path, not a secret
-
-
-class TokenAnswer(BaseModel):
-    access_token: str
-    token_type: str
-    expires_in: int
-
-
-class TokenError(BaseModel):
-    error: str
-    error_description: str
-    error_uri: str
 
 
 TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -12,13 +12,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from waypost.access import CurrentPrincipal
-from waypost.auth.router import (
-    TOKEN_ERRORS,
-    TOKEN_PATH,
-    TokenAnswer,
-    answer_token_request,
-    token_form,
-)
+from waypost.auth.router import TOKEN_ERRORS, TOKEN_PATH, answer_token_request, token_form
+from waypost.auth.schemas import TokenAnswer
 from waypost.http import (
     BadRequest,
     Envelope,
