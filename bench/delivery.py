@@ -336,17 +336,25 @@ def bench_backend(label: str, database_url: str, messages: int, workers: int) ->
             WAYPOST_RATE_LIMIT_REQUESTS="0",
             WAYPOST_OUTBOUND_ALLOW="127.0.0.0/8",
             WAYPOST_WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+            # Two pools of up to twice this each, per process: two processes stay within
+            # PostgreSQL's default of 100 connections.
+            WAYPOST_DB_POOL_SIZE="10",
         )
         if database_url:
             env["WAYPOST_SECRET_KEY"] = new_secret_key()
         token, dev = create_org(waypost, env)
         print(f"  {label}, {workers} worker(s) ...", flush=True)
-        with running_server(waypost, env, data_dir / "server.log") as server:
-            if workers == 2:
-                with extra_worker(waypost, env, data_dir / "worker.log") as worker_pid:
-                    pids = [server.pid, worker_pid]
-                    return asyncio.run(measure(pids, server.url, token, dev, messages))
-            return asyncio.run(measure([server.pid], server.url, token, dev, messages))
+        try:
+            with running_server(waypost, env, data_dir / "server.log") as server:
+                if workers == 2:
+                    with extra_worker(waypost, env, data_dir / "worker.log") as worker_pid:
+                        pids = [server.pid, worker_pid]
+                        return asyncio.run(measure(pids, server.url, token, dev, messages))
+                return asyncio.run(measure([server.pid], server.url, token, dev, messages))
+        except BenchError:
+            for log in sorted(data_dir.glob("*.log")):
+                print(f"--- the end of {log.name}:\n{log.read_text()[-3000:]}", flush=True)
+            raise
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -386,17 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000, help="messages per run")
     args = parser.parse_args(argv)
     try:
-        tables = [("SQLite, 1 process", bench_backend("SQLite", "", args.messages, 1))]
+        report("SQLite, 1 process", bench_backend("SQLite", "", args.messages, 1))
         if args.postgres:
             for workers in (1, 2):
                 with scratch_postgres_database(args.postgres) as url:
                     figures = bench_backend("PostgreSQL", url, args.messages, workers)
-                tables.append((f"PostgreSQL, {workers} worker process(es)", figures))
+                report(f"PostgreSQL, {workers} worker process(es)", figures)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
-    for title, figures in tables:
-        report(title, figures)
     return 0
 
 
