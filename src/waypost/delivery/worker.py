@@ -190,16 +190,29 @@ class Worker:
         return unknown
 
     async def _deliver(self, row: queue.Claimed, delivery: logs.Delivery | None) -> None:
+        """Sends the row, then whatever its lane hands on to this task (a busy FIFO lane
+        goes from one message to the next without a claim round)."""
+        next_row: queue.Claimed | None = row
+        while next_row is not None:
+            next_row = await self._deliver_one(next_row, delivery)
+            if next_row is not None:
+                async with self.rt.db.read() as conn:
+                    delivery = (await logs.deliveries(conn, [next_row.log_id])).get(next_row.log_id)
+                await self._refresh_targets([next_row.destination_id])
+
+    async def _deliver_one(
+        self, row: queue.Claimed, delivery: logs.Delivery | None
+    ) -> queue.Claimed | None:
         cached = self._targets.get(row.destination_id)
         if cached is not None and cached.unreadable is not None:
             # Nothing can be sent until its secrets are set again; its queue waits (and a
             # new token holds it until the receiver is verified again).
             await self._postpone(row, cached.unreadable)
-            return
+            return None
         target = cached.target if cached else None
         if delivery is None or target is None:
             await self._give_up(row, "destination deleted")
-            return
+            return None
         recipient = http_sender.Recipient(
             id=target.id,
             name=target.name,
@@ -211,7 +224,7 @@ class Worker:
         outcome = await http_sender.send(
             self.rt, recipient, delivery, row.attempt_id, timeout_seconds=self._timeout
         )
-        await self._record(row, target, attempt_at, outcome)
+        return await self._record(row, target, attempt_at, outcome)
 
     async def _record(
         self,
@@ -219,7 +232,9 @@ class Worker:
         target: destinations.DeliveryTarget,
         attempt_at: str,
         outcome: http_sender.Outcome,
-    ) -> None:
+    ) -> queue.Claimed | None:
+        """Records the attempt; returns the lane's next row when it was handed on to this
+        worker."""
         attempt = logs.Attempt(
             id=row.attempt_id,
             attempt_at=attempt_at,
@@ -240,10 +255,21 @@ class Worker:
                 retry_after=schedule.retry_after_seconds(outcome.retry_after),
                 scale=self.rt.settings.retry_scale,
             ).retry_at
+        handed_off = None
         async with self.rt.db.write() as conn:
             if outcome.ok or retry_at is None:
                 status = "succeeded" if outcome.ok else "failed"
-                ours = await queue.finish(conn, row, owner=self.owner, postgres=self._postgres)
+                now = clock.utcnow()
+                removed = await queue.finish(
+                    conn,
+                    row,
+                    owner=self.owner,
+                    postgres=self._postgres,
+                    now=clock.format(now),
+                    # A stopping worker takes nothing more on.
+                    lease_until=None if self._stopping else clock.after(self._lease_seconds, now),
+                )
+                ours, handed_off = removed.ours, removed.handed_off
             else:
                 status = "pending"
                 ours = await queue.retry(
@@ -262,6 +288,7 @@ class Worker:
                 status=status if ours else None,
                 reason=outcome.error if status == "failed" else None,
             )
+        return handed_off
 
     async def _postpone(self, row: queue.Claimed, reason: str) -> None:
         wait = schedule.wait_after(row.attempts + 1, "fifo") or schedule.FIFO_THEN_EVERY
@@ -282,7 +309,8 @@ class Worker:
 
     async def _give_up(self, row: queue.Claimed, reason: str) -> None:
         async with self.rt.db.write() as conn:
-            if await queue.finish(conn, row, owner=self.owner, postgres=self._postgres):
+            removed = await queue.finish(conn, row, owner=self.owner, postgres=self._postgres)
+            if removed.ours:
                 await logs.fail(conn, log_ids=[row.log_id], reason=reason, at=clock.now())
 
     async def _listen(self) -> None:

@@ -19,12 +19,13 @@ from typing import Any
 
 from waypost.db import Connection
 from waypost.queue import store
-from waypost.queue.store import NOTIFY_CHANNEL, Claimed, Entry
+from waypost.queue.store import NOTIFY_CHANNEL, Claimed, Entry, Removed
 
 __all__ = [
     "NOTIFY_CHANNEL",
     "Claimed",
     "Entry",
+    "Removed",
     "claim",
     "drop",
     "enqueue",
@@ -96,10 +97,22 @@ async def claim(
     return chosen
 
 
-async def finish(conn: Connection, row: Claimed, *, owner: str, postgres: bool) -> bool:
+async def finish(
+    conn: Connection,
+    row: Claimed,
+    *,
+    owner: str,
+    postgres: bool,
+    now: str = "",
+    lease_until: str | None = None,
+) -> Removed:
     """The row is done (delivered, or given up): out of the queue, its lane moves on.
-    False when this worker's lease had run out and another worker took the row."""
-    return await store.remove(conn, row, owner=owner, postgres=postgres)
+    With `lease_until`, the lane's next row, if it may go at `now`, comes back leased to
+    this worker (`handed_off`). `ours` is False when this worker's lease had run out and
+    another worker took the row: then nothing changes."""
+    return await store.remove(
+        conn, row, owner=owner, postgres=postgres, now=now, lease_until=lease_until
+    )
 
 
 async def retry(

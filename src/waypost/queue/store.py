@@ -79,6 +79,9 @@ _remove = Prepared(
         outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner")
     )
 )
+# The lane's next row becomes its head and, when it may go now, is leased at once to the
+# worker that finished the last one: a busy FIFO lane needs no claim round per message.
+_handed_off = sa.and_(outbox.c.due_at <= sa.bindparam("now"), sa.not_(outbox.c.held))
 _promote = Prepared(
     outbox.update()
     .where(
@@ -87,7 +90,21 @@ _promote = Prepared(
         .where(outbox.c.lane == sa.bindparam("lane_of"))
         .scalar_subquery()
     )
-    .values(is_head=True)
+    .values(
+        is_head=True,
+        lease_until=sa.case((_handed_off, sa.bindparam("until")), else_=None),
+        lease_owner=sa.case((_handed_off, sa.bindparam("owner")), else_=None),
+    )
+    .returning(
+        outbox.c.seq,
+        outbox.c.log_id,
+        outbox.c.destination_id,
+        outbox.c.lane,
+        outbox.c.attempts,
+        outbox.c.next_attempt_id.label("attempt_id"),
+        outbox.c.enqueued_at,
+        outbox.c.lease_owner,
+    )
 )
 _reschedule = Prepared(
     outbox.update()
@@ -181,16 +198,42 @@ async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until:
         )
 
 
-async def remove(conn: Connection, row: Claimed, *, owner: str, postgres: bool) -> bool:
-    """Takes a delivered (or given up) row out and makes the next of its lane the head.
-    False when the lease was lost (another worker has the row now): nothing changes."""
+@dataclass(frozen=True, slots=True)
+class Removed:
+    ours: bool  # False: the lease had run out and another worker has the row; no change
+    handed_off: Claimed | None  # the lane's next row, leased to this worker
+
+
+async def remove(
+    conn: Connection,
+    row: Claimed,
+    *,
+    owner: str,
+    postgres: bool,
+    now: str,
+    lease_until: str | None,
+) -> Removed:
+    """Takes a delivered (or given up) row out and makes the next of its lane the head,
+    leased to `owner` until `lease_until` when it may go now (None: never)."""
     if postgres and row.lane != row.log_id:
         await _lock_lanes(conn, [row.lane])
     if not await conn.run(_remove, {"row_seq": row.seq, "owner": owner}):
-        return False
-    if row.lane != row.log_id:  # an unordered message is a lane of its own
-        await conn.run(_promote, {"lane_of": row.lane})
-    return True
+        return Removed(False, None)
+    if row.lane == row.log_id:  # an unordered message is a lane of its own
+        return Removed(True, None)
+    promoted = await conn.first(
+        _promote,
+        {
+            "lane_of": row.lane,
+            # No lease to give: a `now` before every due time hands nothing off.
+            "now": now if lease_until is not None else "",
+            "until": lease_until,
+            "owner": owner,
+        },
+    )
+    if promoted is None or promoted["lease_owner"] != owner:
+        return Removed(True, None)
+    return Removed(True, Claimed(**{k: v for k, v in promoted.items() if k != "lease_owner"}))
 
 
 async def reschedule(
