@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import subprocess
 import sys
@@ -643,12 +644,14 @@ CLAIM_CASES: dict[str, tuple[Callable[[Client], dict[str, Any]], int]] = {
     "empty jti": (lambda c: {"jti": ""}, 401),
     "numeric jti": (lambda c: {"jti": 12345}, 401),
     "expired exp": (lambda c: {"exp": int(time.time()) - 60}, 401),
-    "exp 11 s ago": (lambda c: {"exp": time.time() - 11}, 401),
-    "exp 9 s ago (within skew)": (lambda c: {"exp": time.time() - 9}, 200),
+    # PyJWT reads exp and nbf as whole seconds (int()), so these edges are rounded the way
+    # that keeps each 1 s margin whole: up for "9 s ago", down for "11 s ago".
+    "exp 11 s ago": (lambda c: {"exp": math.floor(time.time()) - 11}, 401),
+    "exp 9 s ago (within skew)": (lambda c: {"exp": math.ceil(time.time()) - 9}, 200),
     "future exp": (lambda c: {"exp": int(time.time()) + 300}, 200),
     "nbf ahead": (lambda c: {"nbf": int(time.time()) + 120}, 401),
-    "nbf 11 s ahead": (lambda c: {"nbf": time.time() + 11}, 401),
-    "nbf 9 s ahead (within skew)": (lambda c: {"nbf": time.time() + 9}, 200),
+    "nbf 11 s ahead": (lambda c: {"nbf": math.ceil(time.time()) + 11}, 401),
+    "nbf 9 s ahead (within skew)": (lambda c: {"nbf": math.floor(time.time()) + 9}, 200),
 }
 
 
