@@ -10,10 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "waypost"
-KERNEL = set(
-    "access clock crypto db fields http jwks_cache kinds outbound ratelimit runtime settings"
-    " token_cache".split()
-)
+KERNEL = set("access clock crypto db fields http kinds outbound ratelimit runtime settings".split())
 
 
 def _part(path: Path) -> str:

@@ -30,7 +30,7 @@ from waypost.credentials import service
 from waypost.credentials.tables import auth_credentials
 from waypost.credentials.tokens import TokenError
 from waypost.runtime import Runtime
-from waypost.token_cache import Token, TokenCache
+from waypost.runtime.token_cache import Token, TokenCache
 
 
 def oauth_credential(org: Org, url: str, **fields: Any) -> str:

@@ -49,7 +49,7 @@ from waypost.fields import https_refusal
 from waypost.http import Conflict, Invalid
 from waypost.organizations.service import environment_access
 from waypost.runtime import Runtime
-from waypost.token_cache import Token
+from waypost.runtime.token_cache import Token
 
 _WHAT = "auth credential"
 # Destinations named in a 409 before "and N more".

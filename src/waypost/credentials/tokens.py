@@ -22,7 +22,7 @@ import orjson
 from waypost.credentials.schemas import signing_algorithm
 from waypost.credentials.strategies import CLIENT_CREDENTIALS, JSON, JWT_BEARER, StrategyName
 from waypost.outbound import OutboundClient, OutboundError
-from waypost.token_cache import Token
+from waypost.runtime.token_cache import Token
 
 MAX_ANSWER_BYTES = 64 * 1024
 # SMART Backend Services: the assertion expires no more than five minutes after it is made.

@@ -38,10 +38,10 @@ from waypost.crypto import SecretBox, hash_api_token, new_api_token
 from waypost.db import Connection, Database, canonical_id, new_id
 from waypost.fields import https_refusal
 from waypost.http import Conflict, Invalid, Unauthorized
-from waypost.jwks_cache import JwksUnavailable
 from waypost.kinds import EnvironmentFlag
 from waypost.organizations.service import environment_access
 from waypost.runtime import Runtime
+from waypost.runtime.jwks_cache import JwksUnavailable
 from waypost.sources import store
 from waypost.sources.schemas import (
     ApiKeyCreate,

@@ -13,10 +13,10 @@ from starlette.requests import Request
 
 from waypost.crypto import SecretBox, load_or_create_key_file
 from waypost.db import Database
-from waypost.jwks_cache import JwksCache
 from waypost.outbound import OutboundClient, parse_allow_list
+from waypost.runtime.jwks_cache import JwksCache
+from waypost.runtime.token_cache import TokenCache
 from waypost.settings import Settings
-from waypost.token_cache import TokenCache
 
 log = logging.getLogger("waypost")
 
