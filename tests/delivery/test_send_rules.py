@@ -58,6 +58,7 @@ def _field(answer: httpx.Response, status: int, field: str) -> None:
         (b'{"Meta": {"DataModel": "PatientAdmin"}}', "Meta.EventType"),
         (b'{"Meta": {"DataModel": 7, "EventType": "Arrival"}}', "Meta.DataModel"),
         (b'{"Meta": {"DataModel": "PatientAdmin", "EventType": ""}}', "Meta.EventType"),
+        (b'{"Meta": {"DataModel": "Patient\\u0000Admin", "EventType": "A"}}', "Meta.DataModel"),
         (
             b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "Arrival", "Test": "yes"}}',
             "Meta.Test",

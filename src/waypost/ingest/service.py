@@ -18,6 +18,7 @@ from waypost import clock
 from waypost.db import Connection, canonical_id, is_unique_violation, new_id
 from waypost.delivery.senders import http as http_sender
 from waypost.destinations import service as destinations
+from waypost.fields import has_control
 from waypost.http import BadGateway, BadRequest, Conflict, Forbidden, Invalid, NotFound
 from waypost.ingest import store
 from waypost.logs import service as logs
@@ -78,6 +79,8 @@ def _required_text(meta: dict[str, Any], name: str) -> str:
         raise BadRequest.field(f"Meta.{name}", "is required, a non-empty string")
     if len(value) > 255:
         raise BadRequest.field(f"Meta.{name}", "must be at most 255 characters")
+    if has_control(value):  # PostgreSQL cannot keep a NUL; no data model has a control
+        raise BadRequest.field(f"Meta.{name}", "must not contain control characters")
     return value
 
 
