@@ -213,16 +213,9 @@ class Worker:
         if delivery is None or target is None:
             await self._give_up(row, "destination deleted")
             return None
-        recipient = http_sender.Recipient(
-            id=target.id,
-            name=target.name,
-            endpoint=target.endpoint or "",
-            verification_token=target.verification_token,
-            auth_credential_id=target.auth_credential_id,
-        )
         attempt_at = clock.now()
         outcome = await http_sender.send(
-            self.rt, recipient, delivery, row.attempt_id, timeout_seconds=self._timeout
+            self.rt, target, delivery, row.attempt_id, timeout_seconds=self._timeout
         )
         return await self._record(row, target, attempt_at, outcome)
 

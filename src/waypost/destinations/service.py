@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +35,7 @@ from waypost.destinations.schemas import (
 from waypost.destinations.store import DestinationRow, Located
 from waypost.destinations.verification import handshake
 from waypost.fields import https_refusal
-from waypost.http import Conflict, Forbidden, Invalid
+from waypost.http import Conflict, Forbidden, Invalid, decode_cursor, encode_cursor
 from waypost.kinds import EnvironmentFlag, OrgRole
 from waypost.logs import service as logs
 from waypost.organizations.service import environment_access
@@ -185,32 +183,18 @@ async def create(
     return DestinationOut.of(row, flag)
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        seq = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        seq = -1
-    if not 0 <= seq <= MAX_SEQ:
-        raise Invalid("_cursor", "is not a cursor this API handed out")
-    return seq
-
-
 async def list_page(
     rt: Runtime, *, principal: Principal, environment_id: str, count: int, cursor: str | None
 ) -> tuple[list[DestinationOut], str | None]:
     """One page in creation order, and the cursor of the next page if there is one."""
-    after = decode_cursor(cursor) if cursor is not None else 0
+    after = decode_cursor(cursor, highest=MAX_SEQ) if cursor is not None else 0
     async with rt.db.read() as conn:
         environment = await environment_access(
             conn, principal, environment_id, Action.READ, what=_WHAT
         )
         rows = await store.page(conn, environment_id=environment.id, after=after, limit=count + 1)
     page = rows[:count]
-    next_cursor = _encode_cursor(page[-1].seq) if len(rows) > count else None
+    next_cursor = encode_cursor(page[-1].seq) if len(rows) > count else None
     flag = environment.flag
     return [DestinationOut.of(r, flag) for r in page], next_cursor
 

@@ -324,17 +324,10 @@ async def _relay(rt: Runtime, destination_id: str, log: logs.NewLog, attempt_id:
         raise NotFound(f"Destination {destination_id} was deleted before the query was sent.")
     async with rt.db.read() as conn:
         delivery = (await logs.deliveries(conn, [log.id]))[log.id]
-    recipient = http_sender.Recipient(
-        id=target.id,
-        name=target.name,
-        endpoint=target.endpoint or "",
-        verification_token=target.verification_token,
-        auth_credential_id=target.auth_credential_id,
-    )
     attempt_at = clock.now()
     outcome = await http_sender.send(
         rt,
-        recipient,
+        target,
         delivery,
         attempt_id,
         timeout_seconds=rt.settings.query_timeout_seconds,

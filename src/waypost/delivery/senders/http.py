@@ -16,22 +16,12 @@ from dataclasses import dataclass
 
 from waypost.credentials import service as credentials
 from waypost.credentials.tokens import TokenError
+from waypost.destinations.service import DeliveryTarget
 from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import OutboundError
 from waypost.runtime import Runtime
 
 MAX_ANSWER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """What a URL sender needs to know about its destination."""
-
-    id: str
-    name: str
-    endpoint: str
-    verification_token: str | None  # the plaintext, opened just before sending
-    auth_credential_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +34,18 @@ class Outcome:
     answer: bytes  # the receiver's body (a synchronous query's result)
 
 
-async def _headers(rt: Runtime, recipient: Recipient, delivery: Delivery) -> dict[str, str]:
+async def _headers(rt: Runtime, target: DeliveryTarget, delivery: Delivery) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "webhook-id": delivery.log_id}
-    if recipient.verification_token is not None:
-        headers["verification-token"] = recipient.verification_token
-    if recipient.auth_credential_id is not None:
-        headers.update(await credentials.authorization_headers(rt, recipient.auth_credential_id))
+    if target.verification_token is not None:
+        headers["verification-token"] = target.verification_token
+    if target.auth_credential_id is not None:
+        headers.update(await credentials.authorization_headers(rt, target.auth_credential_id))
     return headers
 
 
 async def send(
     rt: Runtime,
-    recipient: Recipient,
+    target: DeliveryTarget,
     delivery: Delivery,
     attempt_id: str,
     *,
@@ -78,13 +68,13 @@ async def send(
     refreshed = False
     while True:
         try:
-            headers = await _headers(rt, recipient, delivery)
+            headers = await _headers(rt, target, delivery)
         except TokenError as exc:
             return outcome(False, None, f"no access token from the auth credential: {exc}")
         try:
             answer = await rt.outbound.request(
                 "POST",
-                recipient.endpoint,
+                target.endpoint or "",  # a URL destination without one is held, never claimed
                 headers=headers,
                 data=body,
                 timeout_seconds=timeout_seconds,
@@ -93,9 +83,9 @@ async def send(
         except OutboundError as exc:
             return outcome(False, None, exc.message)
         status = answer.status
-        if status == 401 and recipient.auth_credential_id and not refreshed:
+        if status == 401 and target.auth_credential_id and not refreshed:
             # An OAuth token may be revoked before its expiry: fetch a new one, once.
-            rt.tokens.forget(recipient.auth_credential_id)
+            rt.tokens.forget(target.auth_credential_id)
             refreshed = True
             continue
         if 200 <= status < 300:
