@@ -44,6 +44,8 @@ logs = sa.Table(
     sa.Column("failure_reason", sa.Text, nullable=True),
     # A synchronous query's answer, kept like a payload.
     sa.Column("response", sa.Text, nullable=True),
+    # For a cloud destination, the blob the message was written to (alone or in a batch).
+    sa.Column("file_name", sa.String(1024), nullable=True),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("updated_at", sa.String(32), nullable=False),
     # Searches are newest first within an environment, by keyset on seq.

@@ -1,0 +1,23 @@
+"""Cloud delivery: a log names the blob its message was written to.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("logs") as batch:
+        batch.add_column(sa.Column("file_name", sa.String(1024), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("logs") as batch:
+        batch.drop_column("file_name")
