@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
@@ -25,6 +25,7 @@ from waypost.http import (
     BodySizeLimit,
     install_error_handlers,
     problem_response,
+    strict_request,
 )
 from waypost.ingest.router import router as ingest_router
 from waypost.logs.router import router as logs_router
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Waypost Platform API",
         version=__version__,
         lifespan=lifespan,
+        # Every route: no unknown query parameters, JSON bodies labelled as JSON.
+        dependencies=[Depends(strict_request)],
     )
     app.state.authenticate = authenticate
     app.state.exchange_other_clients = sources_platform_exchange

@@ -1,17 +1,20 @@
-"""The wire: Redox's envelope, RFC 9457 problem details and the body-size limit."""
+"""The wire: Redox's envelope, RFC 9457 problem details, the body-size limit and the
+request rules every route shares (no unknown query parameters, JSON bodies labelled so)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +26,7 @@ log = logging.getLogger("waypost.http")
 API_VERSION = "1.0.0"
 MAX_BODY_BYTES = 1024 * 1024
 PROBLEM_JSON = "application/problem+json"
+JSON = "application/json"
 
 
 class WireModel(BaseModel):
@@ -187,6 +191,10 @@ class Conflict(ProblemError):
     status, title, slug = 409, "Conflict", "conflict"
 
 
+class UnsupportedMediaType(ProblemError):
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
 class Invalid(ProblemError):
     """A rule was broken; `errors` names each field."""
 
@@ -237,6 +245,14 @@ def _validation_message(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
+def _allowed_values(error: dict[str, Any]) -> str | None:
+    """For a query parameter whose value is not one of a fixed set: the set, in words."""
+    if error["type"] not in ("enum", "literal_error") or error["loc"][:1] != ("query",):
+        return None
+    expected = str(error.get("ctx", {}).get("expected", ""))
+    return f"must be one of {expected}" if expected else "is not an allowed value"
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
@@ -244,6 +260,16 @@ async def _on_validation_error(_request: Request, exc: Exception) -> Response:
         return problem_response(
             400, "Bad Request", "malformed-json", "The request body is not valid JSON."
         )
+    # A filter value that names nothing there is (`status=ok`) is a bad request, as an
+    # unknown parameter is: 400, naming the parameter and the values it takes.
+    unknown = [
+        (_field_name(tuple(e["loc"])), allowed)
+        for e in errors
+        if (allowed := _allowed_values(e)) is not None
+    ]
+    if unknown:
+        detail = "; ".join(f"{f}: {m}" for f, m in unknown)
+        return problem_response(400, "Bad Request", "bad-request", detail, unknown)
     if any(tuple(e["loc"]) == ("body",) for e in errors):
         detail_errors = [("body", "must be a JSON object")]
         return problem_response(
@@ -295,6 +321,82 @@ async def _on_unexpected(_request: Request, exc: Exception) -> Response:
         "internal",
         "An unexpected error occurred; it has been logged.",
     )
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
+    for inner in dependant.dependencies:
+        yield from _dependants(inner)
+
+
+class _RouteRules:
+    """What a route takes, read once from its declaration."""
+
+    __slots__ = ("json_body", "query")
+
+    def __init__(self, route: APIRoute) -> None:
+        self.query = sorted(
+            {f.alias for d in _dependants(route.dependant) for f in d.query_params}
+            | {
+                p["name"]
+                for p in (route.openapi_extra or {}).get("parameters", [])
+                if p.get("in") == "query"
+            }
+        )
+        # A body FastAPI parses into a model; routes that read their own body (the send
+        # API, the token routes) name their media types themselves.
+        self.json_body = route.body_field is not None
+
+
+def route_rules(route: APIRoute) -> _RouteRules:
+    """Read once per route and kept on it (routes compare by value, so no mapping can key
+    them)."""
+    rules = getattr(route, "_waypost_rules", None)
+    if not isinstance(rules, _RouteRules):
+        rules = _RouteRules(route)
+        setattr(route, "_waypost_rules", rules)  # noqa: B010 - not an attribute APIRoute declares
+    return rules
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
+
+
+async def strict_request(request: Request) -> None:
+    """Every route's dependency: a query parameter the route does not take is a 400 that
+    names it and the ones it takes (as a body's unknown field is a 422), and a body sent to
+    a route that takes JSON must say it is JSON (415 otherwise)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    rules = route_rules(route)
+    if request.scope.get("query_string"):
+        unknown = [name for name in dict.fromkeys(request.query_params) if name not in rules.query]
+        if unknown:
+            takes = (
+                f"this route takes {', '.join(rules.query)}"
+                if rules.query
+                else "this route takes no query parameters"
+            )
+            errors = [(name, f"unknown query parameter; {takes}") for name in unknown]
+            problem = BadRequest("; ".join(f"{f}: {m}" for f, m in errors), errors=errors)
+            raise problem
+    if rules.json_body and _has_body(request):
+        content_type = request.headers.get("content-type", "")
+        if not _is_json(content_type):
+            got = content_type.split(";", 1)[0].strip() or "none"
+            raise UnsupportedMediaType(
+                f"Content-Type: must be {JSON} (got {got}).",
+                errors=[("Content-Type", f"must be {JSON}")],
+            )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -351,6 +453,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, or not visible to you.",
     409: "Conflicts with the current state.",
     413: "Request body too large.",
+    415: "The body is not labelled `Content-Type: application/json`.",
     422: "A field breaks a rule; `errors` names each field.",
     502: "The receiver of a relayed request failed.",
 }

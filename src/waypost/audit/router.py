@@ -29,8 +29,8 @@ async def audit_events(
     user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
     start: Annotated[str | None, Query(alias="startDateTime", max_length=64)] = None,
     stop: Annotated[str | None, Query(alias="stopDateTime", max_length=64)] = None,
-    status: Annotated[str | None, Query(max_length=32)] = None,
-    action_type: Annotated[list[str] | None, Query(alias="actionType")] = None,
+    status: Annotated[service.EventStatus | None, Query()] = None,
+    action_type: Annotated[list[service.ActionType] | None, Query(alias="actionType")] = None,
     page: Annotated[int, Query(alias="_page", ge=1, le=100_000)] = 1,
     count: Annotated[int, Query(alias="_count", ge=1, le=service.MAX_PAGE)] = service.MAX_PAGE,
 ) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from waypost import clock
 from waypost.access import Principal, require_org_role
@@ -16,15 +16,48 @@ from waypost.db import Connection, Database, new_id
 from waypost.http import Forbidden, Invalid, NotFound, ProblemError
 from waypost.kinds import OrgRole
 
+# Every kind of event the trail holds: the audit search's `actionType` takes these (a value
+# outside them is a 400 naming them), and mypy holds every writer to them.
+ActionType = Literal[
+    "api-key-created",
+    "api-key-revoked",
+    "api-token-created",
+    "api-token-revoked",
+    "apikey-created",
+    "apikey-deleted",
+    "auth-credential-created",
+    "auth-credential-deleted",
+    "auth-credential-updated",
+    "destination-created",
+    "destination-deleted",
+    "destination-updated",
+    "destination-verified",
+    "environment-role-assigned",
+    "environment-role-changed",
+    "environment-role-removed",
+    "organization-created",
+    "organization-role-changed",
+    "platform-token-issued",
+    "source-created",
+    "source-deleted",
+    "source-secret-rotated",
+    "source-token-issued",
+    "source-updated",
+    "subscription-created",
+    "subscription-deleted",
+    "user-created",
+]
+EventStatus = Literal["successful", "failed"]
+
 REDACTED = "changed"  # how a secret's change appears in `details`: never its value
 MAX_PAGE = 50
 
 
 @dataclass
 class Event:
-    type: str
+    type: ActionType
     details: dict[str, Any] = field(default_factory=dict)
-    status: str = "successful"
+    status: EventStatus = "successful"
 
 
 @dataclass(frozen=True)
@@ -64,7 +97,7 @@ async def record(conn: Connection, actor: Actor, event: Event) -> None:
 async def audited_write(
     db: Database,
     principal: Principal,
-    event_type: str,
+    event_type: ActionType,
     *,
     record_success: bool = True,
     refusals: tuple[type[ProblemError], ...] = (Forbidden,),
@@ -123,8 +156,8 @@ async def search(
     user_id: str | None,
     start: str | None,
     stop: str | None,
-    status: str | None,
-    action_types: list[str],
+    status: EventStatus | None,
+    action_types: list[ActionType],
     page: int,
     count: int,
 ) -> tuple[list[EventRow], bool]:

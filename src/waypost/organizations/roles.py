@@ -10,7 +10,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 
 from waypost.access import Principal, require_org_role
-from waypost.audit.service import audited_write
+from waypost.audit.service import ActionType, audited_write
 from waypost.db import Connection, Database, canonical_id, is_unique_violation
 from waypost.http import Conflict, Invalid, NotFound
 from waypost.kinds import EnvRole, OrgRole
@@ -134,12 +134,12 @@ async def change_environment_role(
 ) -> None:
     """mode: "assign" (POST; none may exist), "change" (PUT) or "remove" (DELETE)."""
     role = _resolve(EnvRole, role_ref_given) if role_ref_given is not None else None
-    event_type = {
+    event_types: dict[str, ActionType] = {
         "assign": "environment-role-assigned",
         "change": "environment-role-changed",
         "remove": "environment-role-removed",
-    }[mode]
-    async with audited_write(db, principal, event_type) as (conn, event):
+    }
+    async with audited_write(db, principal, event_types[mode]) as (conn, event):
         env = await _environment(conn, principal, environment_id)
         require_org_role(principal.org_role, MANAGERS, doing="Managing environment roles")
         user = await _organization_member(conn, principal, user_ref.id)

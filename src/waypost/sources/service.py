@@ -20,7 +20,7 @@ from typing import Any, Literal
 from waypost import clock
 from waypost.access import Action, Principal, require_environment_role
 from waypost.audit import service as audit
-from waypost.audit.service import audited_write
+from waypost.audit.service import ActionType, audited_write
 from waypost.auth.assertions import (
     KEY_NOT_FOUND,
     InvalidKeys,
@@ -261,7 +261,7 @@ async def delete_source(
 ) -> str:
     """Deletes the source and every token it holds."""
     what = _WHAT_KEY if oauth_key else _WHAT
-    event_type = "apikey-deleted" if oauth_key else "source-deleted"
+    event_type: ActionType = "apikey-deleted" if oauth_key else "source-deleted"
     async with audited_write(rt.db, principal, event_type) as (conn, event):
         event.details["apikeyId" if oauth_key else "sourceId"] = source_id
         row = await _access(conn, principal, source_id, Action.WRITE, oauth_key=oauth_key)
