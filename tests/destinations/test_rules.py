@@ -506,6 +506,95 @@ def test_url_destination_may_change_its_endpoint(org: Org) -> None:
         assert updated["cloudProviderSettings"] is None
 
 
+def test_cloud_destination_settings_change_in_part(org: Org) -> None:
+    settings = cloud(fileNamePrefix="adt/")
+    with org.client() as api:
+        created = create_ok(api, org.prod, cloudProviderSettings=settings)
+        moved = {"settings": {"containerName": "redox-inbound"}}
+        updated = destination_of(patch(api, created["id"], cloudProviderSettings=moved))
+        expected = cloud(containerName="redox-inbound", fileNamePrefix="adt/")
+        assert updated["cloudProviderSettings"] == expected
+        assert get(api, created["id"])["cloudProviderSettings"] == expected
+
+        # The account and the prefix too; null clears the prefix; the type may be restated.
+        given = {
+            "typeId": "azure",
+            "settings": {"storageAccountName": "acmedata", "fileNamePrefix": None},
+        }
+        updated = destination_of(patch(api, created["id"], cloudProviderSettings=given))
+        expected = cloud(storageAccountName="acmedata", containerName="redox-inbound")
+        assert updated["cloudProviderSettings"] == expected
+        assert updated["endpoint"] is None
+        assert get(api, created["id"])["cloudProviderSettings"] == expected
+
+
+def test_url_destination_cannot_become_a_cloud_destination(org: Org) -> None:
+    with org.client() as api:
+        created = create_ok(api, org.dev, endpoint="https://receiver.test/in")
+        response = patch(api, created["id"], cloudProviderSettings=cloud())
+        errors = invalid(response, "cloudProviderSettings")
+        assert errors == [
+            {
+                "field": "cloudProviderSettings",
+                "message": "this is a URL destination; a destination's type is fixed at "
+                "creation, so it cannot become a cloud destination (create a new "
+                "destination instead)",
+            }
+        ]
+        assert get(api, created["id"]) == created
+        # Asking for none, which it has, changes nothing.
+        assert destination_of(patch(api, created["id"], cloudProviderSettings=None)) == created
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "words"),
+    [
+        (None, "cloudProviderSettings", "fixed at creation"),
+        ({"typeId": "aws"}, "cloudProviderSettings.typeId", ""),
+        ({"typeId": None}, "cloudProviderSettings.typeId", "must not be null"),
+        ({"settings": None}, "cloudProviderSettings.settings", "must not be null"),
+        (
+            {"settings": {"containerName": None}},
+            "cloudProviderSettings.settings.containerName",
+            "must not be null",
+        ),
+        (
+            {"settings": {"containerName": "Bad_Name"}},
+            "cloudProviderSettings.settings.containerName",
+            "3 to 63 lowercase letters",
+        ),
+        (
+            {"settings": {"storageAccountName": "a"}},
+            "cloudProviderSettings.settings.storageAccountName",
+            "3 to 24",
+        ),
+        (
+            {"settings": {"fileNamePrefix": "/abs"}},
+            "cloudProviderSettings.settings.fileNamePrefix",
+            "must not start with '/'",
+        ),
+        ({"settings": {"region": "x"}}, "cloudProviderSettings.settings.region", "unknown field"),
+    ],
+    ids=[
+        "null",
+        "type",
+        "type-null",
+        "settings-null",
+        "container-null",
+        "container",
+        "account",
+        "prefix",
+        "unknown",
+    ],
+)
+def test_cloud_settings_patch_keeps_the_rules(org: Org, given: Any, field: str, words: str) -> None:
+    with org.client() as api:
+        created = create_ok(api, org.dev, cloudProviderSettings=cloud(fileNamePrefix="a/"))
+        errors = invalid(patch(api, created["id"], cloudProviderSettings=given), field)
+        assert words in next(e["message"] for e in errors if e["field"] == field)
+        assert get(api, created["id"]) == created
+
+
 # --- cloudProviderSettings ----------------------------------------------------------------
 
 
@@ -847,14 +936,13 @@ def test_unknown_field_on_create_is_rejected(org: Org, field: str) -> None:
     ("field", "value"),
     [
         ("verificationTokn", "x"),
-        ("cloudProviderSettings", cloud()),
         ("setupState", {"step": "verify"}),
         ("id", str(uuid.uuid4())),
         ("environment", {"environmentFlag": "Development"}),
         ("verified", True),
         ("extra", 1),
     ],
-    ids=["typo", "cloudProviderSettings", "setupState", "id", "environment", "verified", "extra"],
+    ids=["typo", "setupState", "id", "environment", "verified", "extra"],
 )
 @pytest.mark.backend_free
 def test_unknown_field_on_patch_is_rejected(org: Org, field: str, value: Any) -> None:

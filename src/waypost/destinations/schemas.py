@@ -100,6 +100,22 @@ class CloudProviderSettings(WireModel):
     settings: StorageSettings
 
 
+class StorageSettingsPatch(WireModel):
+    """Partial: a key that is absent keeps its value; null clears `fileNamePrefix`."""
+
+    storage_account_name: Annotated[str, AfterValidator(_storage_account)] | None = None
+    container_name: Annotated[str, AfterValidator(_container)] | None = None
+    file_name_prefix: Annotated[str, AfterValidator(_file_name_prefix)] | None = None
+
+
+class CloudProviderSettingsPatch(WireModel):
+    """A cloud destination's settings, changed in part; the type stays."""
+
+    type_id: Literal["azure"] | None = None
+    product_id: Literal["databricks"] | None = None
+    settings: StorageSettingsPatch | None = None
+
+
 class SetupState(WireModel):
     step: Annotated[str, StringConstraints(max_length=255), AfterValidator(storable)]
     # A draft copy of the destination, kept as the client sent it.
@@ -149,6 +165,7 @@ class DestinationUpdate(WireModel):
     auth_credential: UUID | None = None
     endpoint: HttpUrl | None = None
     verification_token: VerificationToken | None = Field(default=None, description="Write-only.")
+    cloud_provider_settings: CloudProviderSettingsPatch | None = None
     delivery: DeliveryIn | None = Field(
         default=None, description="The keys given replace the stored ones; null: every default."
     )

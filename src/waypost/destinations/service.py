@@ -26,6 +26,7 @@ from waypost.destinations import delivery_settings, store
 from waypost.destinations.delivery_settings import DeliverySettings
 from waypost.destinations.schemas import (
     CloudProviderSettings,
+    CloudProviderSettingsPatch,
     DeliveryIn,
     DestinationCreate,
     DestinationOut,
@@ -218,9 +219,7 @@ def _changes(rt: Runtime, found: Located, given: Mapping[str, Any]) -> dict[str,
         changes["auth_credential_id"] = None if credential is None else str(credential)
     if "endpoint" in given:
         if row.is_cloud:
-            raise Invalid(
-                "endpoint", "this is a cloud destination; its type cannot change to a URL"
-            )
+            raise Invalid("endpoint", _TYPE_FIXED.format(this="a cloud", other="a URL"))
         _check_endpoint_scheme(given["endpoint"], found.flag)
         if given["endpoint"] != row.endpoint:
             changes["endpoint"] = given["endpoint"]
@@ -228,12 +227,61 @@ def _changes(rt: Runtime, found: Located, given: Mapping[str, Any]) -> dict[str,
         changes["verification_token"] = _seal_token(rt, row.id, given["verification_token"])
     if "verification_method" in given:
         changes["verification_method"] = given["verification_method"]
+    if "cloud_provider_settings" in given:
+        cloud = _cloud_settings(row, given["cloud_provider_settings"])
+        if cloud != row.cloud_provider_settings:
+            changes["cloud_provider_settings"] = cloud
     if "delivery" in given:
         changes["delivery"] = _stored_delivery(row.delivery, given["delivery"], cloud=row.is_cloud)
     # A new address or secret has not been proven: the receiver must be verified again.
     if changes.keys() & {"endpoint", "verification_token"}:
         changes.update(NOT_VERIFIED)
     return changes
+
+
+_TYPE_FIXED = (
+    "this is {this} destination; a destination's type is fixed at creation, so it cannot "
+    "become {other} destination (create a new destination instead)"
+)
+
+
+def _cloud_settings(
+    row: DestinationRow, given: CloudProviderSettingsPatch | None
+) -> dict[str, Any] | None:
+    """A cloud destination's settings with the given keys applied (its container, prefix or
+    storage account); a URL destination cannot take any."""
+    field = "cloudProviderSettings"
+    if not row.is_cloud:
+        if given is None:
+            return None  # a URL destination has none: nothing to clear
+        raise Invalid(field, _TYPE_FIXED.format(this="a URL", other="a cloud"))
+    if given is None:
+        raise Invalid(field, _TYPE_FIXED.format(this="a cloud", other="a URL"))
+    stored = dict(row.cloud_provider_settings or {})
+    stored_settings = dict(stored.get("settings") or {})
+    patch = given.model_dump(by_alias=True, exclude_unset=True)
+    settings_patch = patch.pop("settings", {})
+    required = [(f"{field}.{k}", v) for k, v in patch.items()]
+    if settings_patch is None:
+        required.append((f"{field}.settings", None))
+    else:
+        required += [
+            (f"{field}.settings.{k}", settings_patch[k])
+            for k in ("storageAccountName", "containerName")
+            if k in settings_patch
+        ]
+    for name, value in required:
+        if value is None:
+            raise Invalid(name, "must not be null")
+    for key, value in (settings_patch or {}).items():
+        if value is None:
+            stored_settings.pop(key, None)
+        else:
+            stored_settings[key] = value
+    merged = {**stored, **patch, "settings": stored_settings}
+    # The result must be whole settings, as creation takes them.
+    whole = CloudProviderSettings.model_validate(merged)
+    return whole.model_dump(by_alias=True, exclude_none=True)
 
 
 async def _save(conn: Connection, row: DestinationRow, changes: dict[str, Any]) -> DestinationRow:
