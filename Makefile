@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test chaos lint typecheck bench bench-delivery clean
+.PHONY: serve test chaos lint typecheck bench bench-delivery bench-blob azurite clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,16 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
+# Azurite (the Azure Storage emulator) from npm, pinned: the cloud delivery tests write to it.
+AZURITE := tools/azurite/node_modules/.bin/azurite-blob
+$(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
+	npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
+	touch $@
+
+azurite: $(AZURITE)
+
 # Both cores: test files are spread over two processes, each with its own servers.
-test: lint typecheck
+test: lint typecheck $(AZURITE)
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # Long runs that kill processes (a worker SIGKILLed during 2,000 messages); CI runs them.

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from azure.core.pipeline.transport._aiohttp import AioHttpTransport
 
 from waypost import __version__
 from waypost.db import refuse_inside_write
@@ -167,6 +168,22 @@ class OutboundClient:
     async def close(self) -> None:
         await self._session.close()
 
+    def azure_transport(self) -> AioHttpTransport:
+        """A transport for Azure SDK clients that sends through this guarded session."""
+        return _GuardedAzureTransport(self)
+
+    def _check(self, method: str, url: str) -> str:
+        """Checks what the resolver cannot see (a request made inside a write transaction,
+        an IP literal, which aiohttp connects to without resolving); returns the host."""
+        refuse_inside_write(f"{method} {url}")
+        host = urlsplit(url).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        self.guard.check(host, literal)
+        return host
+
     async def request(
         self,
         method: str,
@@ -179,16 +196,9 @@ class OutboundClient:
         json: Any = None,
         data: Any = None,
     ) -> OutboundResponse:
-        refuse_inside_write(f"{method} {url}")
         host = urlsplit(url).hostname or ""
         try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        try:
-            if literal is not None:
-                # aiohttp does not resolve an IP literal, so the resolver never sees it.
-                self.guard.check(host, literal)
+            self._check(method, url)
             async with self._session.request(
                 method,
                 url,
@@ -226,6 +236,20 @@ class OutboundClient:
             raise OutboundError(
                 "connection", f"the exchange with {host} failed: {type(exc).__name__}"
             ) from None
+
+
+class _GuardedAzureTransport(AioHttpTransport):
+    """The Azure SDK's aiohttp transport on the guarded session: the guard's resolver and
+    certificate rules apply to every storage request, and the session stays Waypost's
+    (the SDK never closes it). A refusal surfaces as GuardRefused."""
+
+    def __init__(self, client: OutboundClient) -> None:
+        super().__init__(session=client._session, session_owner=False)
+        self._client = client
+
+    async def send(self, request: Any, **config: Any) -> Any:
+        self._client._check(request.method, request.url)
+        return await super().send(request, **config)
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     # The send API: Redox's 40 MB quota, and its 120 s budget for a synchronous query.
     max_message_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
     query_timeout_seconds: float = Field(default=60.0, gt=0, le=120)
+    # Where a cloud destination's storage account answers; `{account}` is its
+    # storageAccountName. Point it at Azurite (http://127.0.0.1:10000/{account}) to try
+    # cloud delivery without Azure.
+    azure_blob_endpoint: str = "https://{account}.blob.core.windows.net"
+
+    @field_validator("azure_blob_endpoint")
+    @classmethod
+    def _has_account(cls, value: str) -> str:
+        if "{account}" not in value or not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL template containing {account}")
+        return value.rstrip("/")
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'waypost.db'}"

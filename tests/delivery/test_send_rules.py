@@ -234,7 +234,7 @@ def test_a_synchronous_query_relays_the_receivers_answer(org: Org) -> None:
     assert len(script.deliveries) == 3  # sent at once, never queued or retried
 
 
-def test_a_cloud_destination_is_refused_until_cloud_delivery_exists(
+def test_a_cloud_destination_without_a_credential_is_refused(
     org: Org, wired: tuple[Sender, str]
 ) -> None:
     source, destination = wired

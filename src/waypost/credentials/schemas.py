@@ -7,6 +7,8 @@ may use depends on its strategy, which the service checks, naming the field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated, Literal
 from uuid import UUID
@@ -110,6 +112,23 @@ def _no_basic(value: object) -> bool:
     raise ValueError('must be true or false (a boolean, or the string "true" or "false")')
 
 
+def _account_key(value: str) -> str:
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("must be the storage account key, in base64") from None
+    if not decoded:
+        raise ValueError("must be the storage account key, in base64")
+    return value
+
+
+def _sas_token(value: str) -> str:
+    token = value.removeprefix("?")
+    if "sig=" not in token or any(c.isspace() for c in token):
+        raise ValueError("must be a shared access signature (a query string with sig=...)")
+    return token
+
+
 def signing_algorithm(private_key_pem: str) -> str:
     """The SMART Backend Services algorithm for a key: RS384 for RSA, ES384 for P-384."""
     try:
@@ -149,7 +168,9 @@ FieldName = Annotated[str, AfterValidator(_field_name)]
 ShortText = Annotated[str, _text(255)]
 Text = Annotated[str, _text(2048)]
 Secret = Annotated[str, _text(4096)]
-StrategyField = Literal["OAuth_2.0_2-legged", "SMART_Backend", "ApiKeyHeader", "BasicAuth"]
+StrategyField = Literal[
+    "OAuth_2.0_2-legged", "SMART_Backend", "ApiKeyHeader", "BasicAuth", "AzureSharedKey", "AzureSAS"
+]
 
 
 class CredentialFields(WireModel):
@@ -188,6 +209,14 @@ class CredentialFields(WireModel):
     )
     username: Annotated[ShortText, AfterValidator(_username)] | None = None
     password: Annotated[str, _text(1024)] | None = Field(default=None, description="Write-only.")
+    account_key: Annotated[str, AfterValidator(_account_key)] | None = Field(
+        default=None, description="Write-only. The storage account's access key (base64)."
+    )
+    sas_token: Annotated[str, AfterValidator(_sas_token)] | None = Field(
+        default=None,
+        description="Write-only. A shared access signature for the container, with or "
+        "without its leading `?`.",
+    )
 
 
 class CredentialCreate(CredentialFields):
@@ -270,8 +299,23 @@ class BasicCredentialOut(_CredentialOut):
     has_password: bool
 
 
+class AzureSharedKeyCredentialOut(_CredentialOut):
+    auth_strategy: Literal["AzureSharedKey"]
+    has_account_key: bool
+
+
+class AzureSasCredentialOut(_CredentialOut):
+    auth_strategy: Literal["AzureSAS"]
+    has_sas_token: bool
+
+
 AnyCredentialOut = (
-    OAuth2CredentialOut | SmartCredentialOut | ApiKeyCredentialOut | BasicCredentialOut
+    OAuth2CredentialOut
+    | SmartCredentialOut
+    | ApiKeyCredentialOut
+    | BasicCredentialOut
+    | AzureSharedKeyCredentialOut
+    | AzureSasCredentialOut
 )
 AuthCredentialOut = Annotated[AnyCredentialOut, Field(discriminator="auth_strategy")]
 # Each strategy's view; a test checks that its fields are the strategy's.
@@ -280,6 +324,8 @@ CREDENTIAL_OUT: dict[StrategyName, type[AnyCredentialOut]] = {
     StrategyName.SMART: SmartCredentialOut,
     StrategyName.API_KEY: ApiKeyCredentialOut,
     StrategyName.BASIC: BasicCredentialOut,
+    StrategyName.AZURE_SHARED_KEY: AzureSharedKeyCredentialOut,
+    StrategyName.AZURE_SAS: AzureSasCredentialOut,
 }
 
 

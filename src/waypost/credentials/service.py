@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from cryptography.exceptions import InvalidTag
 from pydantic import JsonValue
 
@@ -19,6 +20,7 @@ from waypost.access import Action, Principal, require_environment_role
 from waypost.audit import service as audit
 from waypost.audit.service import audited_write
 from waypost.credentials import store
+from waypost.credentials.azure import CachedTokenCredential, StorageSigner
 from waypost.credentials.schemas import (
     CREDENTIAL_OUT,
     AuthCredentialOut,
@@ -30,7 +32,9 @@ from waypost.credentials.schemas import (
 from waypost.credentials.store import CredentialRow, Located
 from waypost.credentials.strategies import (
     CLIENT_CREDENTIALS_ONLY,
+    CLOUD_STRATEGIES,
     STRATEGIES,
+    URL_STRATEGIES,
     Strategy,
     StrategyName,
     has_flag,
@@ -339,7 +343,7 @@ async def delete(rt: Runtime, *, principal: Principal, credential_id: str) -> st
         async with rt.db.read() as conn:
             users = await destinations.using_credential(conn, credential_id=found.row.id)
         raise Conflict(_in_use(found.row.id, users)) from None
-    rt.tokens.forget(found.row.id)
+    await rt.tokens.forget(found.row.id)
     return f"Auth credential id [{found.row.id}] was successfully deleted."
 
 
@@ -373,7 +377,7 @@ async def check_token(
         return CredentialTestOut(
             success=False, status=exc.status, error=exc.message, expires_in=None
         )
-    rt.tokens.put(row.id, row.updated_at, token)
+    await rt.tokens.put(row.id, row.updated_at, token)
     return CredentialTestOut(
         success=True, status=token.status, error=None, expires_in=token.expires_in
     )
@@ -416,6 +420,11 @@ async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, st
     TokenError saying why there are none."""
     row = await _load(rt, credential_id)
     strategy = STRATEGIES[row.auth_strategy]
+    if strategy.name not in URL_STRATEGIES:
+        raise NoAccessToken(
+            f"auth credential {credential_id} is {row.auth_strategy}, which signs Azure "
+            "Storage requests for cloud destinations only; attach one that a URL receiver takes"
+        )
     if strategy.fetches_token:
         token = await rt.tokens.get_or_fetch(row.id, row.updated_at, lambda: _fetch(rt, row))
         return {"Authorization": f"Bearer {token}"}
@@ -424,6 +433,24 @@ async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, st
         return {str(row.settings["headerName"]): secrets["apiKeyValue"]}
     pair = f"{row.settings['username']}:{secrets['password']}"
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+async def storage_signer(rt: Runtime, credential_id: str, *, account_name: str) -> StorageSigner:
+    """How a cloud destination's requests to Azure Storage are signed with this credential.
+    Raises a TokenError saying why they cannot be."""
+    row = await _load(rt, credential_id)
+    strategy = STRATEGIES[row.auth_strategy]
+    if strategy.name not in CLOUD_STRATEGIES:
+        raise NoAccessToken(
+            f"auth credential {credential_id} is {row.auth_strategy}, which cannot sign Azure "
+            "Storage requests; use OAuth_2.0_2-legged (Entra ID), AzureSharedKey or AzureSAS"
+        )
+    if strategy.name == StrategyName.OAUTH2:
+        return CachedTokenCredential(lambda: access_token(rt, credential_id))
+    secrets = _open_secrets(rt, row)
+    if strategy.name == StrategyName.AZURE_SHARED_KEY:
+        return AzureNamedKeyCredential(account_name, secrets["accountKey"])
+    return AzureSasCredential(secrets["sasToken"])
 
 
 async def reseal_secrets(conn: Connection, box: SecretBox) -> int:

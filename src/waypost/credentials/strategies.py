@@ -16,6 +16,9 @@ class StrategyName(StrEnum):
     SMART = "SMART_Backend"
     API_KEY = "ApiKeyHeader"
     BASIC = "BasicAuth"
+    # Cloud destinations only: Azure Storage's own ways to sign a request.
+    AZURE_SHARED_KEY = "AzureSharedKey"
+    AZURE_SAS = "AzureSAS"
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -106,8 +109,29 @@ STRATEGIES: dict[str, Strategy] = {
             required=("username", "password"),
             secrets=("password",),
         ),
+        Strategy(
+            StrategyName.AZURE_SHARED_KEY,
+            fields=("accountKey",),
+            required=("accountKey",),
+            secrets=("accountKey",),
+        ),
+        Strategy(
+            StrategyName.AZURE_SAS,
+            fields=("sasToken",),
+            required=("sasToken",),
+            secrets=("sasToken",),
+        ),
     )
 }
+
+# What each kind of destination can send with. Azure Storage signs with its own key or
+# SAS, or takes an Entra ID token (OAuth client credentials); a URL receiver takes headers.
+URL_STRATEGIES = frozenset(
+    {StrategyName.OAUTH2, StrategyName.SMART, StrategyName.API_KEY, StrategyName.BASIC}
+)
+CLOUD_STRATEGIES = frozenset(
+    {StrategyName.OAUTH2, StrategyName.AZURE_SHARED_KEY, StrategyName.AZURE_SAS}
+)
 
 # Every secret field of every strategy, for the `has<Field>` flags of the response schema.
 SECRET_FIELDS = tuple(dict.fromkeys(f for s in STRATEGIES.values() for f in s.secrets))

@@ -28,6 +28,7 @@ from waypost import clock
 from waypost.crypto import SecretKeyError
 from waypost.db import new_id
 from waypost.delivery import schedule
+from waypost.delivery.senders import Outcome, blob
 from waypost.delivery.senders import http as http_sender
 from waypost.destinations import service as destinations
 from waypost.logs import service as logs
@@ -214,9 +215,15 @@ class Worker:
             await self._give_up(row, "destination deleted")
             return None
         attempt_at = clock.now()
-        outcome = await http_sender.send(
-            self.rt, target, delivery, row.attempt_id, timeout_seconds=self._timeout
-        )
+        if target.cloud_provider_settings is not None:
+            file = blob.single_file(
+                target.cloud_provider_settings.settings, delivery, row.attempt_id
+            )
+            outcome = await blob.write(self.rt, target, file, timeout_seconds=self._timeout)
+        else:
+            outcome = await http_sender.send(
+                self.rt, target, delivery, row.attempt_id, timeout_seconds=self._timeout
+            )
         return await self._record(row, target, attempt_at, outcome)
 
     async def _record(
@@ -224,7 +231,7 @@ class Worker:
         row: queue.Claimed,
         target: destinations.DeliveryTarget,
         attempt_at: str,
-        outcome: http_sender.Outcome,
+        outcome: Outcome,
     ) -> queue.Claimed | None:
         """Records the attempt; returns the lane's next row when it was handed on to this
         worker."""
@@ -280,6 +287,7 @@ class Worker:
                 attempt=attempt,
                 status=status if ours else None,
                 reason=outcome.error if status == "failed" else None,
+                file_name=outcome.file_name if outcome.ok else None,
             )
         return handed_off
 

@@ -524,7 +524,9 @@ class Recipient:
     id: str
     name: str
     environment_id: str
-    receiving: bool  # a verified URL destination: it may be sent to
+    # It may be sent to: a verified URL destination, or a cloud destination with a
+    # credential to write with.
+    receiving: bool
     cloud: bool
     delivery: DeliverySettings
 
@@ -541,7 +543,9 @@ async def recipient(conn: Connection, *, destination_id: str) -> Recipient | Non
         id=row.id,
         name=row.name,
         environment_id=row.environment_id,
-        receiving=row.verified and row.endpoint is not None and not row.cloud,
+        receiving=row.auth_credential_id is not None
+        if row.cloud
+        else row.verified and row.endpoint is not None,
         cloud=row.cloud,
         delivery=row.delivery_settings(),
     )

@@ -95,6 +95,7 @@ _recipient = Prepared(
         destinations.c.environment_id,
         destinations.c.endpoint,
         destinations.c.verified,
+        destinations.c.auth_credential_id,
         # Compared in Python: the JSON column stores a Python None as JSON null.
         destinations.c.cloud_provider_settings,
         destinations.c.delivery,
@@ -159,6 +160,7 @@ class RecipientRow:
     environment_id: str
     endpoint: str | None
     verified: bool
+    auth_credential_id: str | None
     cloud_provider_settings: dict[str, JsonValue] | None
     delivery: dict[str, JsonValue] | None
 

@@ -181,11 +181,11 @@ async def _route(
                     f"No subscription for {message.data_model} from this source to {recipient.id}"
                 )
     for field, recipient in found:
-        if recipient.cloud:
+        if recipient.cloud and not recipient.receiving:
             raise Invalid(
                 field,
-                f"destination {recipient.id} stores files in the cloud; "
-                "cloud delivery is not available yet",
+                f"destination {recipient.id} ({recipient.name}) has no auth credential; "
+                "attach one that may write to its container before sending to it",
             )
         if not recipient.receiving:
             raise Invalid(

@@ -100,6 +100,12 @@ class LogOut(ResponseModel):
     failure_reason: str | None = Field(
         default=None, exclude_if=_absent, description="Why the log failed; only when failed."
     )
+    file_name: str | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Cloud destinations: the blob the message was written to, alone or as "
+        "one line of a batch file.",
+    )
 
 
 class LogDetailOut(LogOut):

@@ -90,12 +90,20 @@ async def record_attempt(
     status: str | None,
     reason: str | None = None,
     answer: str | None = None,
+    file_name: str | None = None,
 ) -> None:
     """One attempt, and the log's status after it: `pending` while it will be retried,
     `succeeded`, or `failed` with the reason it will not be; None leaves the status as
-    it is (the log was settled while this attempt was under way)."""
+    it is (the log was settled while this attempt was under way). `file_name`: the blob
+    a cloud destination's attempt wrote to."""
     await store.insert_attempt(
-        conn, log_id=log_id, attempt=attempt, new_status=status, reason=reason, answer=answer
+        conn,
+        log_id=log_id,
+        attempt=attempt,
+        new_status=status,
+        reason=reason,
+        answer=answer,
+        file_name=file_name,
     )
 
 
@@ -160,6 +168,7 @@ def _fields(log: LogRow) -> dict[str, Any]:
         "created_at": log.created_at,
         "updated_at": log.updated_at,
         "failure_reason": log.failure_reason if log.status == "failed" else None,
+        "file_name": log.file_name,
     }
 
 

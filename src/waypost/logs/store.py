@@ -65,6 +65,7 @@ _log_after_attempt = Prepared(
             sa.bindparam("reason", type_=sa.Text), logs.c.failure_reason
         ),
         response=sa.bindparam("answer"),
+        file_name=sa.func.coalesce(sa.bindparam("file_name", type_=sa.String), logs.c.file_name),
         updated_at=sa.bindparam("at"),
     )
 )
@@ -127,6 +128,7 @@ async def insert_message(
                 "latest_attempt_id": None,
                 "failure_reason": None,
                 "response": None,
+                "file_name": None,
                 "created_at": at,
                 "updated_at": at,
             },
@@ -146,6 +148,7 @@ async def insert_attempt(
     new_status: str | None,
     reason: str | None,
     answer: str | None,
+    file_name: str | None,
 ) -> None:
     await conn.run(
         _insert_attempt,
@@ -167,6 +170,7 @@ async def insert_attempt(
             "attempt_id": attempt.id,
             "reason": reason,
             "answer": answer,
+            "file_name": file_name,
             "at": attempt.attempt_at,
         },
     )
@@ -241,6 +245,7 @@ class LogRow:
     latest_attempt_id: str | None
     failure_reason: str | None
     response: str | None  # a synchronous query's answer, as the destination sent it
+    file_name: str | None  # the blob a cloud destination got the message in
     created_at: str
     updated_at: str
     latest: Attempt | None

@@ -52,6 +52,9 @@ logs = sa.Table(
     sa.Index("ix_logs_environment_seq", "environment_id", "seq"),
     sa.Index("ix_logs_destination_seq", "destination_id", "seq"),
     sa.Index("ix_logs_environment_status_seq", "environment_id", "status", "seq"),
+    # A destination's failed (or pending) logs: the search by destination and status
+    # walks only those, not every log the destination ever had.
+    sa.Index("ix_logs_destination_status_seq", "destination_id", "status", "seq"),
 )
 
 attempts = sa.Table(

@@ -12,26 +12,16 @@ with its reason. Every request goes through the guarded outbound module.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from waypost.credentials import service as credentials
 from waypost.credentials.tokens import TokenError
+from waypost.delivery.senders import Outcome
 from waypost.destinations.service import DeliveryTarget
 from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import OutboundError
 from waypost.runtime import Runtime
 
 MAX_ANSWER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    http_status: int | None
-    error: str | None  # why it failed, in words a person can act on
-    retry_after: str | None  # the receiver's Retry-After on a 429 or 503
-    duration_ms: int
-    answer: bytes  # the receiver's body (a synchronous query's result)
 
 
 async def _headers(rt: Runtime, target: DeliveryTarget, delivery: Delivery) -> dict[str, str]:
@@ -85,7 +75,7 @@ async def send(
         status = answer.status
         if status == 401 and target.auth_credential_id and not refreshed:
             # An OAuth token may be revoked before its expiry: fetch a new one, once.
-            rt.tokens.forget(target.auth_credential_id)
+            await rt.tokens.forget(target.auth_credential_id)
             refreshed = True
             continue
         if 200 <= status < 300:

@@ -1,0 +1,247 @@
+"""Delivery to a cloud destination: files in an Azure Blob Storage container.
+
+One message is one blob, `{fileNamePrefix}{DataModel}/{yyyy}/{mm}/{dd}/{logId}.json`
+(the UTC day it was accepted; spaces in the data model become `_`), holding the body a URL
+destination would receive. A batch is one newline-delimited JSON blob named after its
+first log and its size, written whole in one request, so a reader never sees half of one.
+
+Every write is a conditional create (`If-None-Match: *`): a retry after an ambiguous
+failure (the worker killed after the write, before its acknowledgement) finds the blob
+there and counts it as delivered, so nothing is written twice or overwritten. The SDK's
+own retries are off; the queue's schedule is the one retry policy. Every request goes
+through the guarded outbound session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+from waypost import clock
+from waypost.credentials import service as credentials
+from waypost.credentials.tokens import TokenError
+from waypost.delivery.senders import Outcome
+from waypost.destinations.schemas import StorageSettings
+from waypost.destinations.service import DeliveryTarget
+from waypost.logs.service import Delivery, delivered_body
+from waypost.outbound import GuardRefused
+from waypost.runtime import Runtime
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobFile:
+    name: str
+    body: bytes
+    content_type: str
+    metadata: dict[str, str]
+
+
+def _folder(storage: StorageSettings, delivery: Delivery) -> str:
+    day = clock.parse(delivery.created_at)
+    model = delivery.data_model.replace(" ", "_")
+    return f"{storage.file_name_prefix or ''}{model}/{day:%Y/%m/%d}/"
+
+
+def _metadata(delivery: Delivery) -> dict[str, str]:
+    # Blob metadata travels as HTTP headers: ASCII only, so anything else is escaped.
+    def ascii_only(value: str) -> str:
+        return value.encode("ascii", "backslashreplace").decode("ascii")
+
+    return {
+        "logid": delivery.log_id,
+        "datamodel": ascii_only(delivery.data_model),
+        "eventtype": ascii_only(delivery.event_type),
+        "sourceid": delivery.source_id,
+    }
+
+
+def single_file(storage: StorageSettings, delivery: Delivery, attempt_id: str) -> BlobFile:
+    return BlobFile(
+        name=f"{_folder(storage, delivery)}{delivery.log_id}.json",
+        body=delivered_body(delivery, attempt_id),
+        content_type=JSON,
+        metadata=_metadata(delivery),
+    )
+
+
+def batch_file(storage: StorageSettings, batch: Sequence[tuple[Delivery, str]]) -> BlobFile:
+    """One line per message, in queue order; named and described by the first."""
+    first = batch[0][0]
+    lines = b"".join(delivered_body(d, attempt_id) + b"\n" for d, attempt_id in batch)
+    return BlobFile(
+        name=f"{_folder(storage, first)}{first.log_id}-{len(batch)}.ndjson",
+        body=lines,
+        content_type=NDJSON,
+        metadata={**_metadata(first), "count": str(len(batch))},
+    )
+
+
+def account_url(rt: Runtime, storage: StorageSettings) -> str:
+    return rt.settings.azure_blob_endpoint.format(account=storage.storage_account_name)
+
+
+async def _container(rt: Runtime, target: DeliveryTarget) -> ContainerClient:
+    """A client for the destination's container, signed with its credential. Raises
+    TokenError when there is no credential or it cannot sign."""
+    if target.auth_credential_id is None:
+        raise TokenError("the destination has no auth credential to write to its container")
+    storage = _storage(target)
+    signer = await credentials.storage_signer(
+        rt, target.auth_credential_id, account_name=storage.storage_account_name
+    )
+    service = BlobServiceClient(
+        account_url(rt, storage),
+        credential=signer,
+        transport=rt.outbound.azure_transport(),
+        retry_total=0,  # the queue retries, on its schedule
+    )
+    return service.get_container_client(storage.container_name)
+
+
+def _storage(target: DeliveryTarget) -> StorageSettings:
+    assert target.cloud_provider_settings is not None  # only cloud targets come here
+    return target.cloud_provider_settings.settings
+
+
+async def write(
+    rt: Runtime, target: DeliveryTarget, file: BlobFile, *, timeout_seconds: float
+) -> Outcome:
+    """Creates the blob unless it exists; an existing one is this file written before."""
+    started = time.monotonic()
+
+    def outcome(
+        ok: bool, status: int | None, error: str | None, retry_after: str | None = None
+    ) -> Outcome:
+        elapsed = int((time.monotonic() - started) * 1000)
+        return Outcome(ok, status, error, retry_after, elapsed, file_name=file.name)
+
+    try:
+        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
+            await container.upload_blob(
+                file.name,
+                file.body,
+                overwrite=False,  # If-None-Match: *
+                metadata=file.metadata,
+                content_settings=ContentSettings(content_type=file.content_type),
+            )
+    except ResourceExistsError as exc:
+        if _code(exc) == "BlobAlreadyExists":
+            return outcome(True, exc.status_code, None)
+        return outcome(False, exc.status_code, _explain(exc, target))
+    except HttpResponseError as exc:
+        if exc.status_code in (401, 403) and target.auth_credential_id:
+            await rt.tokens.forget(target.auth_credential_id)  # a revoked token: fetch anew
+        retry_after = None
+        if exc.status_code in (429, 503):
+            retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
+        return outcome(False, exc.status_code, _explain(exc, target), retry_after)
+    except TokenError as exc:
+        return outcome(False, None, f"no way to sign the request: {exc.message}")
+    except TimeoutError:
+        return outcome(
+            False, None, f"no answer from the storage account within {timeout_seconds:g} s"
+        )
+    except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
+        return outcome(False, None, _unreachable(exc, rt, target))
+    return outcome(True, 201, None)
+
+
+async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) -> str | None:
+    """Writes a small blob `{fileNamePrefix}.waypost-verify-{uuid}`, reads it back and
+    deletes it: proof that the account, the container and the credential work. None on
+    success, else why not."""
+    storage = _storage(target)
+    name = f"{storage.file_name_prefix or ''}.waypost-verify-{uuid.uuid4()}"
+    content = b'{"waypost": "verify"}'
+    try:
+        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
+            blob = container.get_blob_client(name)
+            await blob.upload_blob(content, overwrite=False)
+            read = await (await blob.download_blob()).readall()
+            await blob.delete_blob()
+        if read != content:
+            return f"the probe blob {name} read back different from what was written"
+        return None
+    except HttpResponseError as exc:
+        return _explain(exc, target)
+    except TokenError as exc:
+        return f"no way to sign the request: {exc.message}"
+    except TimeoutError:
+        return f"no answer from the storage account within {timeout_seconds:g} s"
+    except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
+        return _unreachable(exc, rt, target)
+
+
+def _explain(exc: HttpResponseError, target: DeliveryTarget) -> str:
+    """Azure's answer in words a person can act on, led by its status and error code."""
+    storage = _storage(target)
+    code = _code(exc)
+    container, account = storage.container_name, storage.storage_account_name
+    reasons = {
+        "AuthorizationPermissionMismatch": (
+            f"the credential may not write to container {container} "
+            "(grant it Storage Blob Data Contributor)"
+        ),
+        # Azurite's answer to a wrong key; Azure's when a SAS or network rule forbids it.
+        "AuthorizationFailure": (
+            f"account {account} refused the credential for container {container} (a wrong "
+            "account key, a SAS without write permission, or a network rule)"
+        ),
+        "AuthenticationFailed": (
+            f"account {account} refused the credential (a wrong account key, or an expired "
+            "SAS or token)"
+        ),
+        "InvalidAuthenticationInfo": f"account {account} refused the credential",
+        "ContainerNotFound": f"container {container} does not exist in account {account}",
+        "ServerBusy": "the storage account is throttling; backing off",
+        "AccountIsDisabled": f"account {account} is disabled",
+    }
+    head = f"{exc.status_code} {code}".strip() if code else f"HTTP {exc.status_code}"
+    reason = reasons.get(code) or _first_line(exc.message)
+    return f"{head}: {reason}" if reason else head
+
+
+def _code(exc: HttpResponseError) -> str:
+    # The storage SDK sets it from the x-ms-error-code header, sometimes as its enum;
+    # azure-core does not declare it.
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _unreachable(exc: Exception, rt: Runtime, target: DeliveryTarget) -> str:
+    storage = _storage(target)
+    where = account_url(rt, storage)
+    if isinstance(exc, GuardRefused):
+        return exc.message
+    cause = getattr(exc, "inner_exception", None) or exc.__cause__
+    if isinstance(cause, GuardRefused):
+        return cause.message
+    if isinstance(cause, aiohttp.ClientConnectorDNSError):
+        return f"account name does not resolve: {storage.storage_account_name} ({where})"
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return f"TLS with the storage account failed: {cause}"
+    if isinstance(cause, aiohttp.ClientConnectorError) and isinstance(
+        cause.os_error, ConnectionRefusedError
+    ):
+        return f"the storage account {where} refused the connection"
+    return f"cannot reach the storage account {where}: {type(cause or exc).__name__}"
