@@ -3,11 +3,13 @@
 The HTTP tests run a server of their own on each backend with a limit of 5 per minute.
 Each test speaks from an address of its own on the loopback network (127.0.x.y), so
 the tests do not share a budget. The sliding window itself is tested with explicit
-clock values.
+clock values, over counts kept in a dict; tests/test_processes.py shows the budget held
+across processes in PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import math
@@ -24,7 +26,8 @@ from tests.access_support import PROBLEM_JSON, assert_problem, env_destinations
 from tests.support import Org, Server, server_for
 from waypost.app import create_app
 from waypost.crypto import new_secret_key
-from waypost.ratelimit import SlidingWindow
+from waypost.db import migrate
+from waypost.ratelimit import MemoryCounts, SlidingWindow
 from waypost.settings import Settings
 
 LIMIT = 5
@@ -89,7 +92,8 @@ def assert_limited(response: httpx.Response) -> int:
     assert retry_after <= 2 * WINDOW + 1
     assert response.headers["x-ratelimit-limit"] == str(LIMIT)
     assert response.headers["x-ratelimit-remaining"] == "0"
-    assert 0 <= int(response.headers["x-ratelimit-reset"]) <= WINDOW
+    # The two headers say the same: when a request will pass again.
+    assert response.headers["x-ratelimit-reset"] == response.headers["retry-after"]
     return retry_after
 
 
@@ -251,10 +255,14 @@ def test_nonsense_limits_are_refused(clean_env: pytest.MonkeyPatch, name: str, v
 
 async def _statuses(app_settings: Settings, count: int) -> list[httpx.Response]:
     """`count` unauthenticated API requests to an app (no database needed for a 401)."""
+    migrate(app_settings.resolved_database_url())
     app = create_app(app_settings)
     transport = httpx.ASGITransport(app=app)
     responses = []
-    async with httpx.AsyncClient(transport=transport, base_url="http://waypost.test") as api:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://waypost.test") as api,
+    ):
         for _ in range(count):
             responses.append(
                 await api.get(f"/platform/v1/environments/{uuid.uuid4()}/destinations")
@@ -265,8 +273,9 @@ async def _statuses(app_settings: Settings, count: int) -> list[httpx.Response]:
 def _app_settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'unused.db'}",
+        database_url=f"sqlite:///{tmp_path / 'waypost.db'}",
         secret_key=new_secret_key(),
+        delivery_worker=False,
     )
 
 
@@ -289,6 +298,7 @@ async def test_an_app_configured_from_the_environment(
     assert [r.status_code for r in responses] == [401, 401, 429, 429]
     assert responses[2].headers["x-ratelimit-limit"] == "2"
     assert positive_int(responses[2].headers["retry-after"]) <= 61
+    assert responses[2].headers["x-ratelimit-reset"] == responses[2].headers["retry-after"]
 
 
 async def test_zero_turns_the_limit_off(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -301,66 +311,72 @@ async def test_zero_turns_the_limit_off(clean_env: pytest.MonkeyPatch, tmp_path:
 # --- the sliding window, with explicit clock values -----------------------------------------
 
 
-def assert_allowed_after(window: SlidingWindow, key: str, now: float, retry_after: int) -> None:
+def new_window(limit: int, window_seconds: float) -> SlidingWindow:
+    return SlidingWindow(limit, window_seconds, MemoryCounts())
+
+
+async def assert_allowed_after(
+    window: SlidingWindow, key: str, now: float, retry_after: int
+) -> None:
     """A request `retry_after` seconds later passes (checked on a copy)."""
     probe = copy.deepcopy(window)
-    later = probe.take(key, now + retry_after)
+    later = await probe.take(key, now + retry_after)
     assert later.allowed, (now, retry_after)
 
 
 @pytest.mark.parametrize("limit", [1, 2, 5, 100])
 @pytest.mark.parametrize("now", [0.0, 6000.0, 6000.5, 6029.999, 6059.9, 1_767_225_600.25], ids=str)
-def test_exactly_limit_requests_pass(limit: int, now: float) -> None:
-    window = SlidingWindow(limit, WINDOW)
-    decisions = [window.take("client", now) for _ in range(limit)]
+async def test_exactly_limit_requests_pass(limit: int, now: float) -> None:
+    window = new_window(limit, WINDOW)
+    decisions = [await window.take("client", now) for _ in range(limit)]
     assert all(d.allowed for d in decisions)
     assert [d.remaining for d in decisions] == list(range(limit - 1, -1, -1))
     for decision in decisions:
         assert 1 <= decision.reset_seconds <= WINDOW
         assert decision.retry_after == 0
-    refused = window.take("client", now)
+    refused = await window.take("client", now)
     assert not refused.allowed
     assert refused.remaining == 0
     assert refused.retry_after >= 1
     # Refused again a moment later; the refusals do not count against the client.
-    again = window.take("client", now + 0.001)
+    again = await window.take("client", now + 0.001)
     assert not again.allowed
-    assert_allowed_after(window, "client", now + 0.001, again.retry_after)
-    assert window.take("client", now + refused.retry_after).allowed
+    await assert_allowed_after(window, "client", now + 0.001, again.retry_after)
+    assert (await window.take("client", now + refused.retry_after)).allowed
 
 
-def test_keys_are_independent() -> None:
-    window = SlidingWindow(2, WINDOW)
-    assert window.take("a", 100.0).allowed
-    assert window.take("a", 100.0).allowed
-    assert not window.take("a", 100.0).allowed
-    assert window.take("b", 100.0).allowed
-    assert window.take("b", 100.0).remaining == 0
+async def test_keys_are_independent() -> None:
+    window = new_window(2, WINDOW)
+    assert (await window.take("a", 100.0)).allowed
+    assert (await window.take("a", 100.0)).allowed
+    assert not (await window.take("a", 100.0)).allowed
+    assert (await window.take("b", 100.0)).allowed
+    assert (await window.take("b", 100.0)).remaining == 0
 
 
-def test_the_window_slides() -> None:
+async def test_the_window_slides() -> None:
     """Requests late in one window still weigh early in the next."""
-    window = SlidingWindow(4, 60)
+    window = new_window(4, 60)
     for _ in range(4):
-        assert window.take("k", 119.0).allowed  # the end of window [60, 120)
+        assert (await window.take("k", 119.0)).allowed  # the end of window [60, 120)
     # Just after the boundary, the previous window still counts almost fully.
-    early = window.take("k", 121.0)
+    early = await window.take("k", 121.0)
     assert not early.allowed
     assert early.retry_after >= 1
-    assert_allowed_after(window, "k", 121.0, early.retry_after)
+    await assert_allowed_after(window, "k", 121.0, early.retry_after)
     # Two windows later everything is forgotten.
-    fresh = window.take("k", 240.0)
+    fresh = await window.take("k", 240.0)
     assert fresh.allowed
     assert fresh.remaining == 3
 
 
-def test_retry_after_is_exact_enough_for_a_burst() -> None:
-    window = SlidingWindow(5, 60)
+async def test_retry_after_is_exact_enough_for_a_burst() -> None:
+    window = new_window(5, 60)
     for _ in range(5):
-        window.take("k", 30.0)
-    refused = window.take("k", 30.0)
+        await window.take("k", 30.0)
+    refused = await window.take("k", 30.0)
     assert not refused.allowed
-    assert_allowed_after(window, "k", 30.0, refused.retry_after)
+    await assert_allowed_after(window, "k", 30.0, refused.retry_after)
     # Not absurdly late either: within two windows.
     assert refused.retry_after <= 120
 
@@ -379,21 +395,57 @@ def test_retry_after_is_exact_enough_for_a_burst() -> None:
 def test_retry_after_always_lets_the_next_request_through(
     limit: int, window_seconds: float, start: float, steps: list[float]
 ) -> None:
-    window = SlidingWindow(limit, window_seconds)
+    asyncio.run(_retry_after_lets_through(limit, window_seconds, start, steps))
+
+
+async def _retry_after_lets_through(
+    limit: int, window_seconds: float, start: float, steps: list[float]
+) -> None:
+    window = new_window(limit, window_seconds)
     now = start
     burst_allowed = 0  # allowed requests at this very instant
     for step in steps:
         now += step
         if step > 0:
             burst_allowed = 0
-        decision = window.take("k", now)
+        decision = await window.take("k", now)
         assert 0 <= decision.remaining < limit
-        assert 1 <= decision.reset_seconds <= math.ceil(window_seconds)
         if decision.allowed:
+            assert 1 <= decision.reset_seconds <= math.ceil(window_seconds)
             assert decision.retry_after == 0
             burst_allowed += 1
             assert burst_allowed <= limit
         else:
+            assert decision.reset_seconds == decision.retry_after
             assert decision.retry_after >= 1
             assert decision.retry_after <= 2 * window_seconds + 1
-            assert_allowed_after(window, "k", now, decision.retry_after)
+            await assert_allowed_after(window, "k", now, decision.retry_after)
+
+
+# --- leases: several processes spending one budget ----------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100, 10_000])
+async def test_processes_sharing_counts_never_pass_more_than_the_limit(limit: int) -> None:
+    """Each window is one process's view; they take leases from the same counts. Whatever
+    the interleaving, exactly `limit` requests pass in a window, and the leases that made
+    it took far fewer claims than requests when the limit is large."""
+    counts = MemoryCounts()
+    claims = 0
+    claim = counts.claim
+
+    async def counted_claim(client: str, period: int, want: int, cap: int) -> tuple[int, int]:
+        nonlocal claims
+        claims += 1
+        return await claim(client, period, want, cap)
+
+    counts.claim = counted_claim  # type: ignore[method-assign]
+    processes = [SlidingWindow(limit, WINDOW, counts) for _ in range(3)]
+    now = 6000.0
+    passed = 0
+    for n in range(2 * limit + 10):
+        decision = await processes[(n * 7 + n // 3) % 3].take("client", now)
+        passed += decision.allowed
+    assert passed == limit
+    if limit == 10_000:
+        assert claims < limit / 20, claims

@@ -90,7 +90,14 @@ async def _noop(_rt: Runtime) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port (more than 1 needs PostgreSQL).",
+        ),
+    ] = 1,
     access_log: Annotated[bool, typer.Option(help="Log each request line.")] = True,
     worker: Annotated[
         bool, typer.Option(help="Deliver messages in this process too (--no-worker: API only).")
@@ -105,6 +112,13 @@ def serve(
     os.environ["WAYPOST_DELIVERY_WORKER"] = "true" if worker else "false"
 
     settings = Settings()
+    if workers > 1 and settings.resolved_database_url().startswith("sqlite"):
+        # Each process would write the file on its own turn, every one waiting on the others.
+        raise fail(
+            f"--workers {workers} needs PostgreSQL (WAYPOST_DATABASE_URL=postgresql://...): "
+            "the embedded SQLite database serves one process; run `waypost serve` without "
+            "--workers"
+        )
     try:
         secret_box(settings)  # fail now, with one line, rather than in every worker
     except (ValueError, SecretKeyError) as exc:

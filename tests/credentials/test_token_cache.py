@@ -221,8 +221,8 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_fetch() -> None:
     assert fetches == 1
     assert cache.get("c", "v1") == "shared"
     # An older version finishing late does not replace a newer token.
-    cache.put("c", "v2", Token("newer", 600))
-    cache.put("c", "v1", Token("older", 600))
+    await cache.put("c", "v2", Token("newer", 600))
+    await cache.put("c", "v1", Token("older", 600))
     assert cache.get("c", "v2") == "newer"
     assert cache.get("c", "v1") is None
 
@@ -230,8 +230,8 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_fetch() -> None:
 async def test_renewal_comes_shortly_before_expiry() -> None:
     now = [1000.0]
     cache = TokenCache(clock=lambda: now[0])
-    cache.put("long", "v", Token("t", 3600))
-    cache.put("short", "v", Token("t", 30))
+    await cache.put("long", "v", Token("t", 3600))
+    await cache.put("short", "v", Token("t", 30))
     now[0] += 3600 - 61
     assert cache.get("long", "v") == "t"
     now[0] = 1000.0 + 3600 - 60

@@ -13,7 +13,6 @@ destinations = sa.Table(
         sa.String(36),
         sa.ForeignKey("environments.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("endpoint", sa.String(2048), nullable=True),
@@ -40,4 +39,7 @@ destinations = sa.Table(
         name="fk_destinations_auth_credential_auth_credentials",
         ondelete="RESTRICT",
     ),
+    # Lists page an environment's destinations in creation order, by keyset on seq: the
+    # index walks straight to the page, however deep, at any number of destinations.
+    sa.Index("ix_destinations_environment_seq", "environment_id", "seq"),
 )

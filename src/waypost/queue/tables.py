@@ -37,4 +37,12 @@ outbox = sa.Table(
         sqlite_where=sa.text("is_head AND NOT held"),
         postgresql_where=sa.text("is_head AND NOT held"),
     ),
+    # The claims in flight, for the earliest lease to run out (the worker's next wake-up);
+    # only leased rows are in it, so a backlog of waiting rows costs it nothing.
+    sa.Index(
+        "ix_outbox_leased",
+        "lease_until",
+        sqlite_where=sa.text("lease_until IS NOT NULL"),
+        postgresql_where=sa.text("lease_until IS NOT NULL"),
+    ),
 )

@@ -15,7 +15,7 @@ from waypost.crypto import SecretBox, load_or_create_key_file
 from waypost.db import Database
 from waypost.outbound import OutboundClient, parse_allow_list
 from waypost.runtime.jwks_cache import JwksCache
-from waypost.runtime.token_cache import TokenCache
+from waypost.runtime.token_cache import SharedTokens, TokenCache
 from waypost.settings import Settings
 
 log = logging.getLogger("waypost")
@@ -48,8 +48,9 @@ class Runtime:
         self.db = db
         self._secret_box = secret_box
         self._outbound = outbound
-        # One per process: every destination that uses a credential shares its token.
-        self.tokens = TokenCache()
+        # Every destination that uses a credential shares its token, and so does every
+        # process: the token is kept in the database too, sealed with the secret key.
+        self.tokens = TokenCache(SharedTokens(db, lambda: self.secret_box))
         # Rung when new work is committed, so this process's delivery worker claims it at
         # once (workers in other processes hear PostgreSQL's NOTIFY instead).
         self.delivery_wake = asyncio.Event()
