@@ -7,10 +7,8 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from waypost import __version__
@@ -18,10 +16,11 @@ from waypost.audit.router import router as audit_router
 from waypost.auth.router import router as auth_router
 from waypost.auth.service import authenticate
 from waypost.credentials.router import router as credentials_router
+from waypost.delivery.senders import blob as blob_sender
 from waypost.delivery.worker import Worker
 from waypost.destinations.router import router as destinations_router
+from waypost.destinations.verification import use_cloud_probe
 from waypost.http import (
-    PROBLEM_JSON,
     BodySizeLimit,
     install_error_handlers,
     problem_response,
@@ -29,6 +28,7 @@ from waypost.http import (
 )
 from waypost.ingest.router import router as ingest_router
 from waypost.logs.router import router as logs_router
+from waypost.openapi import TITLE, install_docs, openapi_document
 from waypost.organizations.router import router as organizations_router
 from waypost.ratelimit import RateLimit
 from waypost.runtime import open_runtime, runtime, secret_box
@@ -42,41 +42,11 @@ from waypost.subscriptions.router import router as subscriptions_router
 log = logging.getLogger("waypost")
 
 
-def _problem_openapi(app: FastAPI) -> dict[str, Any]:
-    """OpenAPI 3.1 in which every error response is application/problem+json."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title="Waypost Platform API",
-        version=__version__,
-        routes=app.routes,
-        description="A self-hosted, Redox-compatible Platform API for destinations.",
-    )
-    problem = {"$ref": "#/components/schemas/Problem"}
-    for path_item in schema["paths"].values():
-        for operation in path_item.values():
-            responses = operation.get("responses", {})
-            for status, response in responses.items():
-                # The OAuth token route answers OAuth's own error shape.
-                oauth = "authentication" in operation.get("tags", [])
-                if status.isdigit() and int(status) >= 400 and not oauth:
-                    response["content"] = {PROBLEM_JSON: {"schema": problem}}
-            # Any route can fail unexpectedly; clients should know the shape.
-            responses.setdefault(
-                "500",
-                {"description": "Unexpected error", "content": {PROBLEM_JSON: {"schema": problem}}},
-            )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.pop("HTTPValidationError", None)
-    components.pop("ValidationError", None)
-    app.openapi_schema = schema
-    return schema
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Checked now, so that a missing key fails here rather than at start-up.
     box = secret_box(settings)
+    use_cloud_probe(blob_sender.probe_destination)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,9 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await running
 
     app = FastAPI(
-        title="Waypost Platform API",
+        title=TITLE,
         version=__version__,
         lifespan=lifespan,
+        # Served by install_docs from the package's own assets, never a CDN.
+        docs_url=None,
+        redoc_url=None,
         # Every route: no unknown query parameters, JSON bodies labelled as JSON.
         dependencies=[Depends(strict_request)],
     )
@@ -148,5 +121,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return Response(b'{"status":"ready"}', media_type="application/json")
 
-    app.openapi = lambda: _problem_openapi(app)  # type: ignore[method-assign]
+    install_docs(app)
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app

@@ -7,7 +7,14 @@ import re
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Field,
+    JsonValue,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from waypost.destinations.delivery_settings import (
     DEFAULT_LANES,
@@ -80,7 +87,27 @@ def _file_name_prefix(value: str) -> str:
     return value
 
 
-VerificationToken = Annotated[str, AfterValidator(_verification_token)]
+# The rules, also in the OpenAPI document (ECMA-262 patterns, equal to the checks above).
+VerificationToken = Annotated[
+    str,
+    AfterValidator(_verification_token),
+    WithJsonSchema({"type": "string", "pattern": "^[\\x21-\\x7e]{1,512}$"}),
+]
+StorageAccountName = Annotated[
+    str,
+    AfterValidator(_storage_account),
+    WithJsonSchema({"type": "string", "pattern": "^[a-z0-9]{3,24}$"}),
+]
+ContainerName = Annotated[
+    str,
+    AfterValidator(_container),
+    WithJsonSchema(
+        {"type": "string", "minLength": 3, "maxLength": 63, "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$"}
+    ),
+]
+FileNamePrefix = Annotated[
+    str, AfterValidator(_file_name_prefix), WithJsonSchema({"type": "string", "maxLength": 512})
+]
 
 
 class EnvironmentRef(WireModel):
@@ -89,9 +116,9 @@ class EnvironmentRef(WireModel):
 
 
 class StorageSettings(WireModel):
-    storage_account_name: Annotated[str, AfterValidator(_storage_account)]
-    container_name: Annotated[str, AfterValidator(_container)]
-    file_name_prefix: Annotated[str, AfterValidator(_file_name_prefix)] | None = None
+    storage_account_name: StorageAccountName
+    container_name: ContainerName
+    file_name_prefix: FileNamePrefix | None = None
 
 
 class CloudProviderSettings(WireModel):
@@ -103,9 +130,9 @@ class CloudProviderSettings(WireModel):
 class StorageSettingsPatch(WireModel):
     """Partial: a key that is absent keeps its value; null clears `fileNamePrefix`."""
 
-    storage_account_name: Annotated[str, AfterValidator(_storage_account)] | None = None
-    container_name: Annotated[str, AfterValidator(_container)] | None = None
-    file_name_prefix: Annotated[str, AfterValidator(_file_name_prefix)] | None = None
+    storage_account_name: StorageAccountName | None = None
+    container_name: ContainerName | None = None
+    file_name_prefix: FileNamePrefix | None = None
 
 
 class CloudProviderSettingsPatch(WireModel):
@@ -181,7 +208,7 @@ class VerifyRequest(WireModel):
     )
 
 
-class EnvironmentOut(ResponseModel):
+class DestinationEnvironment(ResponseModel):
     id: str
     environment_flag: EnvironmentFlag
 
@@ -220,7 +247,7 @@ class DestinationOut(ResponseModel):
     name: str
     auth_credential: str | None
     endpoint: str | None
-    environment: EnvironmentOut
+    environment: DestinationEnvironment
     cloud_provider_settings: dict[str, JsonValue] | None
     setup_state: dict[str, JsonValue] | None
     verified: bool
@@ -238,7 +265,7 @@ class DestinationOut(ResponseModel):
             name=row.name,
             auth_credential=row.auth_credential_id,
             endpoint=row.endpoint,
-            environment=EnvironmentOut(id=row.environment_id, environment_flag=flag),
+            environment=DestinationEnvironment(id=row.environment_id, environment_flag=flag),
             cloud_provider_settings=row.cloud_provider_settings,
             setup_state=row.setup_state,
             verified=row.verified,

@@ -12,9 +12,9 @@ from waypost.http import Envelope, SuccessPayload, envelope, error_responses
 from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import roles, service
 from waypost.organizations.schemas import (
+    Environment,
     EnvironmentMembership,
     EnvironmentMembershipsPayload,
-    EnvironmentOut,
     EnvironmentsPayload,
     EnvRoleAssignment,
     EnvRoleRemoval,
@@ -47,7 +47,7 @@ async def list_environments(
     found = await service.list_environments(
         runtime(request).db, principal=principal, organization_id=organization_id
     )
-    return envelope(EnvironmentsPayload(environments=[EnvironmentOut.of(e) for e in found]))
+    return envelope(EnvironmentsPayload(environments=[Environment.of(e) for e in found]))
 
 
 WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422)

@@ -56,14 +56,14 @@ class OrganizationRef(ResponseModel):
     id: int
 
 
-class EnvironmentOut(ResponseModel):
+class Environment(ResponseModel):
     id: str
     name: str
     environment_flag: EnvironmentFlag
     organization: OrganizationRef
 
     @classmethod
-    def of(cls, env: EnvironmentRow) -> EnvironmentOut:
+    def of(cls, env: EnvironmentRow) -> Environment:
         return cls(
             id=env.id,
             name=env.name,
@@ -73,7 +73,7 @@ class EnvironmentOut(ResponseModel):
 
 
 class EnvironmentsPayload(ResponseModel):
-    environments: list[EnvironmentOut]
+    environments: list[Environment]
 
 
 class RoleOut(ResponseModel):

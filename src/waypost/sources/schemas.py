@@ -51,7 +51,7 @@ class RefreshRequest(WireModel):
     refresh_token: Credential
 
 
-class EnvironmentOut(ResponseModel):
+class SourceEnvironment(ResponseModel):
     id: str
     environment_flag: EnvironmentFlag
 
@@ -59,7 +59,7 @@ class EnvironmentOut(ResponseModel):
 class SourceOut(ResponseModel):
     id: str = Field(description="The source's client id; for a legacy key also its apiKey.")
     name: str
-    environment: EnvironmentOut
+    environment: SourceEnvironment
     api_key: str | None = Field(description="The legacy API key; null for an OAuth API key.")
     has_secret: bool
     created_at: str
@@ -87,7 +87,7 @@ class ApiKeyOut(ResponseModel):
     name: str
     jwks_url: str | None = Field(alias="jwksURL")
     jwk_set: dict[str, Any] | None = Field(alias="jwkSet")
-    environment: EnvironmentOut
+    environment: SourceEnvironment
     created_at: str
     updated_at: str
 

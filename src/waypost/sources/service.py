@@ -46,7 +46,7 @@ from waypost.sources import store
 from waypost.sources.schemas import (
     ApiKeyCreate,
     ApiKeyOut,
-    EnvironmentOut,
+    SourceEnvironment,
     SourceOut,
     SourceUpdate,
     SourceWithSecret,
@@ -95,8 +95,8 @@ async def get_source(conn_or_db: Connection | Database, source_id: str) -> Sendi
 # --- views -------------------------------------------------------------------------------
 
 
-def _environment(row: SourceRow) -> EnvironmentOut:
-    return EnvironmentOut(
+def _environment(row: SourceRow) -> SourceEnvironment:
+    return SourceEnvironment(
         id=row.environment_id, environment_flag=EnvironmentFlag(row.environment_flag)
     )
 
