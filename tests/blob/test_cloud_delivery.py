@@ -19,7 +19,7 @@ from tests.blob.support import (
     wait_blobs,
     wait_for_attempts,
 )
-from tests.delivery.support import message, new_source, subscribe, wait_log
+from tests.delivery.support import BASE, message, new_source, subscribe, wait_log
 from tests.support import Org
 
 
@@ -165,3 +165,60 @@ def test_a_url_credential_cannot_sign_for_a_container(org: Org, azurite: Azurite
     latest = wait_for_attempts(org, log_id, 1)["attempts"]["latest"]
     assert "BasicAuth" in latest["error"]
     assert "AzureSharedKey" in latest["error"]
+
+
+def test_verify_writes_reads_and_deletes_a_probe_blob(org: Org, azurite: Azurite) -> None:
+    container = new_container(azurite)
+    destination = cloud_destination(org, container.container_name, shared_key(org))
+    assert destination["verification"] is None
+
+    answer = org.client().post(f"{BASE}/destinations/{destination['id']}/verify")
+    assert answer.status_code == 200, answer.text
+    verified = answer.json()["payload"]["destination"]
+    assert verified["verified"] is True
+    assert verified["verification"]["status"] == "verified"
+    assert verified["verification"]["checkedAt"]
+    # The probe was written under the prefix and removed again.
+    assert blobs(container) == {}
+    names = [e.name for e in container.list_blobs(include=["deleted"])]
+    assert names == [] or all(n.startswith("waypost/.waypost-verify-") for n in names)
+
+
+def test_verify_says_why_a_cloud_destination_fails(org: Org, azurite: Azurite) -> None:
+    missing = new_container(azurite)
+    missing.delete_container()
+    destination = cloud_destination(org, missing.container_name, shared_key(org))
+    answer = org.client().post(f"{BASE}/destinations/{destination['id']}/verify")
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert [e["field"] for e in problem["errors"]] == [
+        "cloudProviderSettings.settings.containerName"
+    ]
+    assert "404 ContainerNotFound" in problem["detail"]
+    after = org.client().get(f"{BASE}/destinations/{destination['id']}").json()
+    verification = after["payload"]["destination"]["verification"]
+    assert verification["status"] == "failed"
+    assert "ContainerNotFound" in verification["error"]
+
+    container = new_container(azurite)
+    wrong = shared_key(org, key="d3JvbmcgYWNjb3VudCBrZXkgd3Jvbmcgd3Jvbmcgd3Jvbmc=")
+    destination = cloud_destination(org, container.container_name, wrong)
+    answer = org.client().post(f"{BASE}/destinations/{destination['id']}/verify")
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["authCredential"]
+
+
+def test_verify_refuses_a_cloud_destination_without_a_credential_or_with_url_fields(
+    org: Org, azurite: Azurite
+) -> None:
+    bare = cloud_destination(org, "any", None)
+    answer = org.client().post(f"{BASE}/destinations/{bare['id']}/verify")
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["authCredential"]
+
+    keyed = cloud_destination(org, "any", shared_key(org))
+    answer = org.client().post(
+        f"{BASE}/destinations/{keyed['id']}/verify", json={"verificationToken": "abc"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["verificationToken"]

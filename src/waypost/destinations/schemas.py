@@ -216,7 +216,10 @@ class DestinationEnvironment(ResponseModel):
 class VerificationOut(ResponseModel):
     status: Literal["verified", "failed"]
     checked_at: str
-    method: Literal["GET", "POST"]
+    method: Literal["GET", "POST", "blob-probe"] = Field(
+        description="How it was checked: the challenge's HTTP method, or `blob-probe` for a "
+        "cloud destination (a blob written, read back and deleted)."
+    )
     # Only a failure says why; a success has no `error` key at all.
     error: str | None = Field(default=None, exclude_if=lambda error: error is None)
 
@@ -284,7 +287,7 @@ def _verification(row: DestinationRow) -> VerificationOut | None:
     return VerificationOut(
         status=row.verification_status,
         checked_at=row.verification_checked_at,
-        method=row.verification_method,
+        method="blob-probe" if row.is_cloud else row.verification_method,
         error=row.verification_error if row.verification_status == "failed" else None,
     )
 

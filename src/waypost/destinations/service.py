@@ -13,7 +13,7 @@ from pydantic import JsonValue
 from waypost import clock
 from waypost.access import Action, Principal, require_environment_role, require_org_role
 from waypost.audit import service as audit
-from waypost.audit.service import audited_write, record_failure
+from waypost.audit.service import Event, audited_write, record_failure
 from waypost.crypto import SecretBox, SecretKeyError
 from waypost.db import (
     Connection,
@@ -34,9 +34,9 @@ from waypost.destinations.schemas import (
     VerifyRequest,
 )
 from waypost.destinations.store import DestinationRow, Located
-from waypost.destinations.verification import handshake
+from waypost.destinations.verification import Outcome, handshake, probe_cloud
 from waypost.fields import https_refusal
-from waypost.http import Conflict, Forbidden, Invalid, decode_cursor, encode_cursor
+from waypost.http import Conflict, Forbidden, Invalid, NotFound, decode_cursor, encode_cursor
 from waypost.kinds import EnvironmentFlag, OrgRole
 from waypost.logs import service as logs
 from waypost.organizations.service import environment_access
@@ -361,13 +361,25 @@ async def verify(
         event.details["destinationId"] = destination_id
         found = await _access(conn, principal, destination_id, Action.WRITE)
         if found.row.is_cloud:
-            raise Invalid(
-                "cloudProviderSettings",
-                "cloud destinations are verified by cloud delivery, which is not available yet",
-            )
+            given = _given(body)
+            if given:
+                first = VerifyRequest.model_fields[next(iter(given))]
+                raise Invalid(
+                    first.alias or next(iter(given)),
+                    "a cloud destination is verified by writing to its container; "
+                    "it has no endpoint, verificationToken or verificationMethod",
+                )
+            if found.row.auth_credential_id is None:
+                raise Invalid(
+                    "authCredential",
+                    "is required to verify a cloud destination; attach a credential that "
+                    "may write to its container",
+                )
         changes = _changes(rt, found, _given(body))
         event.details["changes"] = _audited_fields(_columns(found.row), changes)
         saved = await _save(conn, found.row, changes)
+    if saved.is_cloud:
+        return await _verify_cloud(rt, principal, event, saved, found.flag)
     missing = [
         (field, "is required to verify; set it on the destination or in this request")
         for field, value in (
@@ -398,6 +410,20 @@ async def verify(
         method,
         timeout_seconds=rt.settings.verify_timeout_seconds,
     )
+    event.details.update(method=method, endpoint=saved.endpoint)
+    return await _record_outcome(rt, principal, event, saved, found.flag, outcome, method=method)
+
+
+async def _record_outcome(
+    rt: Runtime,
+    principal: Principal,
+    event: Event,
+    saved: DestinationRow,
+    flag: EnvironmentFlag,
+    outcome: Outcome,
+    *,
+    method: str | None,
+) -> DestinationOut:
     result = {
         "verified": outcome.error is None,
         "verification_status": "failed" if outcome.error else "verified",
@@ -405,7 +431,6 @@ async def verify(
         "verification_error": outcome.error.message if outcome.error else None,
         "verification_method": method,
     }
-    event.details.update(method=method, endpoint=saved.endpoint)
     if outcome.error is not None:
         event.status = "failed"
         event.details["error"] = outcome.error.message
@@ -421,7 +446,23 @@ async def verify(
         raise Conflict("The destination changed while it was being verified; verify again.")
     if outcome.error is not None:
         raise Invalid(outcome.error.field, outcome.error.message)
-    return DestinationOut.of(recorded, found.flag)
+    return DestinationOut.of(recorded, flag)
+
+
+async def _verify_cloud(
+    rt: Runtime, principal: Principal, event: Event, row: DestinationRow, flag: EnvironmentFlag
+) -> DestinationOut:
+    """Writes, reads back and deletes a probe blob, and records how that went."""
+    try:
+        target = await delivery_target(rt, destination_id=row.id)
+    except SecretKeyError as exc:
+        refusal = Invalid("authCredential", str(exc))
+        await record_failure(rt.db, principal, event, refusal.detail)
+        raise refusal from None
+    if target is None:
+        raise NotFound(f"Destination {row.id} was deleted while it was being verified.")
+    outcome = await probe_cloud(rt, target)
+    return await _record_outcome(rt, principal, event, row, flag, outcome, method=None)
 
 
 async def delete(

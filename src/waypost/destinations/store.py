@@ -118,8 +118,9 @@ _update = Prepared(destinations.update().where(destinations.c.seq == sa.bindpara
 _record_verification = Prepared(
     destinations.update().where(
         destinations.c.seq == sa.bindparam("row_seq"),
-        destinations.c.endpoint == sa.bindparam("checked_endpoint"),
-        destinations.c.verification_token == sa.bindparam("checked_token"),
+        # Both null on a cloud destination.
+        destinations.c.endpoint.is_not_distinct_from(sa.bindparam("checked_endpoint")),
+        destinations.c.verification_token.is_not_distinct_from(sa.bindparam("checked_token")),
     )
 )
 _delete = Prepared(destinations.delete().where(destinations.c.seq == sa.bindparam("row_seq")))

@@ -9,10 +9,16 @@ body (alone, as `{"challenge": ...}`, or anywhere in it).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from waypost.outbound import OutboundClient, OutboundError
+from waypost.runtime import Runtime
+
+if TYPE_CHECKING:
+    from waypost.destinations.service import DeliveryTarget
 
 MAX_ANSWER_BYTES = 64 * 1024
 
@@ -26,6 +32,39 @@ class Failure:
 @dataclass(frozen=True)
 class Outcome:
     error: Failure | None
+
+
+# A cloud destination is verified by writing to its container, which only the delivery
+# feature knows how to do; delivery depends on destinations, so the app hands the probe
+# in when it is assembled (`use_cloud_probe`). It answers None, or why the probe failed.
+CloudProbe = Callable[[Runtime, "DeliveryTarget"], Awaitable[str | None]]
+_cloud_probe: CloudProbe | None = None
+
+
+def use_cloud_probe(probe: CloudProbe) -> None:
+    global _cloud_probe  # set once, where the app is assembled
+    _cloud_probe = probe
+
+
+async def probe_cloud(rt: Runtime, target: DeliveryTarget) -> Outcome:
+    if _cloud_probe is None:
+        raise RuntimeError("no cloud probe: the app assembly must call use_cloud_probe")
+    error = await _cloud_probe(rt, target)
+    if error is None:
+        return Outcome(None)
+    return Outcome(Failure(_cloud_field(error), f"verification failed: {error}"))
+
+
+def _cloud_field(error: str) -> str:
+    """The destination field a failed probe points at, for the 422's `errors`."""
+    settings = "cloudProviderSettings.settings"
+    if "ContainerNotFound" in error:
+        return f"{settings}.containerName"
+    if "does not resolve" in error:
+        return f"{settings}.storageAccountName"
+    if "credential" in error or error.startswith(("401", "403")):
+        return "authCredential"
+    return "cloudProviderSettings"
 
 
 def _with_query(endpoint: str, extra: dict[str, str]) -> str:

@@ -188,6 +188,11 @@ async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) 
         return _unreachable(exc, rt, target)
 
 
+async def probe_destination(rt: Runtime, target: DeliveryTarget) -> str | None:
+    """The verify call's probe, bounded like a URL destination's handshake."""
+    return await probe(rt, target, timeout_seconds=rt.settings.verify_timeout_seconds)
+
+
 def _explain(exc: HttpResponseError, target: DeliveryTarget) -> str:
     """Azure's answer in words a person can act on, led by its status and error code."""
     storage = _storage(target)
