@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+import waypost
 from tests.support import Org, Server, scratch_postgres_database
 from waypost.cli import cli
 from waypost.crypto import new_secret_key
@@ -629,3 +632,376 @@ def test_orgs_create_on_postgres(postgres_server_url: str, tmp_path: Path) -> No
         assert "already" in out.lower()
     # No embedded database was created in the working directory.
     assert not (tmp_path / "var").exists()
+
+
+# --- finding and recovering access (issue: a lost bootstrap token) -----------------------
+
+
+def audit_trail(server: Server, token: str, org_id: int) -> list[dict[str, Any]]:
+    """The organization's audit events, newest first, read over the API."""
+    with server.client(token) as api:
+        response = api.get(f"/platform/v1/organizations/{org_id}/audit-events")
+    assert response.status_code == 200, response.text
+    events: list[dict[str, Any]] = response.json()["payload"]["results"]
+    return events
+
+
+def test_orgs_create_is_recorded_in_the_audit_trail(server: Server, shared: dict[str, str]) -> None:
+    owner = email()
+    created = ok_json(shared, "orgs", "create", "--name", "Audited", "--owner-email", owner)
+    org_id, user_id = created["organization"]["id"], created["user"]["id"]
+    events = audit_trail(server, created["token"], org_id)
+    assert [e["type"] for e in events] == [
+        "api-token-created",
+        "user-created",
+        "organization-created",
+    ]
+    for event in events:
+        assert event["route"] == "cli: waypost orgs create"
+        assert event["userId"] is None  # the command line, not a user of the API
+        assert event["status"] == "successful"
+    token_event, user_event, org_event = events
+    assert token_event["details"] == {"userId": user_id, "tokenId": created["tokenId"]}
+    assert user_event["details"] == {
+        "userId": user_id,
+        "email": owner,
+        "orgRole": "owner",
+        "environmentRoles": {e["id"]: "engineer" for e in created["environments"]},
+    }
+    assert org_event["details"] == {"name": "Audited", "environments": created["environments"]}
+    assert created["token"] not in json.dumps(events)
+
+
+def test_users_create_is_recorded_in_the_audit_trail(
+    server: Server, shared: dict[str, str], org: Org
+) -> None:
+    address = email()
+    created = ok_json(
+        shared,
+        *["users", "create", "--org", str(org.id), "--email", address],
+        *["--org-role", "admin", "--role", f"{org.dev}=support"],
+    )
+    events = audit_trail(server, org.owner_token, org.id)
+    assert [(e["type"], e["route"]) for e in events] == [
+        ("api-token-created", "cli: waypost users create"),
+        ("user-created", "cli: waypost users create"),
+    ]
+    token_event, user_event = events
+    user_id = created["user"]["id"]
+    assert user_event["details"] == {
+        "userId": user_id,
+        "email": address,
+        "orgRole": "admin",
+        "environmentRoles": {org.dev: "support"},
+    }
+    assert token_event["details"] == {"userId": user_id, "tokenId": created["tokenId"]}
+    assert created["token"] not in json.dumps(events)
+
+
+def test_bootstrap_is_recorded_in_the_audit_trail(local: dict[str, str], tmp_path: Path) -> None:
+    ok(local, "bootstrap")
+    with sqlite3.connect(tmp_path / "data" / "waypost.db") as db:
+        rows = db.execute("SELECT type, route, user_id FROM audit_events ORDER BY seq").fetchall()
+    assert rows == [
+        ("organization-created", "cli: waypost bootstrap", None),
+        ("user-created", "cli: waypost bootstrap", None),
+        ("api-token-created", "cli: waypost bootstrap", None),
+    ]
+
+
+def test_bootstrap_prints_the_owner_id_and_how_to_recover(local: dict[str, str]) -> None:
+    first = ok(local, "bootstrap", "--owner-email", "Boss@Example.test")
+    [user] = ok_json(local, "users", "list")["users"]
+    assert user["email"] == "boss@example.test"
+    assert f"(user id {user['id']})" in first
+    assert "tokens create --user boss@example.test" in first
+    again = ok(local, "bootstrap")
+    assert "already" in again
+    assert "waypost users list" in again
+    assert "waypost tokens create --user" in again
+
+
+def test_a_lost_bootstrap_token_is_replaced_by_email(
+    server: Server, shared: dict[str, str]
+) -> None:
+    """The recovery the README describes: find the user, issue a token, use it."""
+    owner = email()
+    created = ok_json(shared, "orgs", "create", "--name", "Lost", "--owner-email", owner)
+    org_id = created["organization"]["id"]
+    issued = ok_json(shared, "tokens", "create", "--user", owner.upper(), "--name", "recovered")
+    with server.client(issued["token"]) as api:
+        assert api.get(f"/platform/v1/organizations/{org_id}/environments").status_code == 200
+    listed = ok_json(shared, "tokens", "list", "--user", owner)["tokens"]
+    assert [(t["id"], t["name"]) for t in listed] == [
+        (created["tokenId"], "waypost orgs create"),
+        (issued["tokenId"], "recovered"),
+    ]
+
+
+def test_orgs_list(local: dict[str, str]) -> None:
+    assert ok_json(local, "orgs", "list") == {"organizations": []}
+    assert ok(local, "orgs", "list").strip() == "no organizations"
+    a = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    b = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", "b@x.test")
+    ok_json(local, "users", "create", "--org", str(b["organization"]["id"]), "--email", email())
+    listed = ok_json(local, "orgs", "list")["organizations"]
+    assert [(o["id"], o["name"], o["users"]) for o in listed] == [
+        (a["organization"]["id"], "A", 1),
+        (b["organization"]["id"], "B", 2),
+    ]
+    assert [o["environments"] for o in listed] == [a["environments"], b["environments"]]
+    for org in listed:
+        assert set(org) == {"id", "name", "createdAt", "users", "environments"}
+    text = ok(local, "orgs", "list")
+    for created in (a, b):
+        for environment in created["environments"]:
+            assert environment["id"] in text  # what `users create --role` needs
+
+
+def test_users_list(local: dict[str, str]) -> None:
+    a = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", "a@x.test")
+    b = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", "b@x.test")
+    a_id, b_id = str(a["organization"]["id"]), str(b["organization"]["id"])
+    dev = env_ids(b)["Development"]
+    member = ok_json(
+        local, "users", "create", "--org", b_id, "--email", "m@x.test", "--role", f"{dev}=viewer"
+    )
+    everyone = ok_json(local, "users", "list")["users"]
+    assert [(u["id"], u["email"], u["organization"]["id"], u["orgRole"]) for u in everyone] == [
+        (a["user"]["id"], "a@x.test", a["organization"]["id"], "owner"),
+        (b["user"]["id"], "b@x.test", b["organization"]["id"], "owner"),
+        (member["user"]["id"], "m@x.test", b["organization"]["id"], "member"),
+    ]
+    assert everyone[2]["environmentRoles"] == [
+        {"environment": {"id": dev, "name": "Development"}, "role": "viewer"}
+    ]
+    assert [r["role"] for r in everyone[0]["environmentRoles"]] == ["engineer"] * 3
+    in_b = ok_json(local, "users", "list", "--org", b_id)["users"]
+    assert [u["email"] for u in in_b] == ["b@x.test", "m@x.test"]
+    assert [u["email"] for u in ok_json(local, "users", "list", "--org", a_id)["users"]] == [
+        "a@x.test"
+    ]
+    text = ok(local, "users", "list", "--org", b_id)
+    assert member["user"]["id"] in text
+    assert "Development=viewer" in text
+    assert "wp_" not in text
+    fails(local, "users", "list", "--org", "99", says="no organization with id 99")
+
+
+def test_tokens_list_never_shows_a_token(local: dict[str, str], local_org: dict[str, Any]) -> None:
+    user = local_org["user"]["email"]
+    second = ok_json(local, "tokens", "create", "--user", user, "--name", "deploy script")
+    third = ok_json(local, "tokens", "create", "--user", user)
+    ok(local, "tokens", "revoke", third["tokenId"])
+    listed = ok_json(local, "tokens", "list", "--user", user)["tokens"]
+    assert [(t["id"], t["name"]) for t in listed] == [
+        (local_org["tokenId"], "waypost orgs create"),
+        (second["tokenId"], "deploy script"),
+    ]
+    for token in listed:
+        assert set(token) == {
+            "id",
+            "name",
+            "createdAt",
+            "lastUsedAt",
+            "expiresAt",
+            "revokedAt",
+            "clientId",
+        }
+        assert token["lastUsedAt"] is None  # never used
+    everything = ok_json(local, "tokens", "list", "--user", user, "--all")["tokens"]
+    assert [t["id"] for t in everything] == [t["id"] for t in listed] + [third["tokenId"]]
+    assert everything[-1]["revokedAt"] is not None and everything[-1]["name"] is None
+    text = ok(local, "tokens", "list", "--user", user, "--all")
+    for token in everything:
+        assert token["id"] in text
+    assert "deploy script" in text and "last used never" in text and "revoked" in text
+    for shown in (json.dumps(everything), text):
+        assert "wp_" not in shown
+        for made in (local_org, second, third):
+            assert made["token"] not in shown
+
+
+def test_tokens_list_shows_last_use(server: Server, shared: dict[str, str], org: Org) -> None:
+    issued = ok_json(shared, "tokens", "create", "--user", org.owner_id, "--name", "used")
+
+    def last_used() -> str | None:
+        tokens = ok_json(shared, "tokens", "list", "--user", org.owner_id)["tokens"]
+        [mine] = [t for t in tokens if t["id"] == issued["tokenId"]]
+        value: str | None = mine["lastUsedAt"]
+        return value
+
+    assert last_used() is None
+    environments = f"/platform/v1/organizations/{org.id}/environments"
+    with server.client(issued["token"]) as api:
+        assert api.get(environments).status_code == 200
+        first = last_used()
+        assert first is not None
+        created = next(
+            t
+            for t in ok_json(shared, "tokens", "list", "--user", org.owner_id)["tokens"]
+            if t["id"] == issued["tokenId"]
+        )["createdAt"]
+        assert first >= created
+        # Within the minute, further use writes nothing.
+        assert api.get(environments).status_code == 200
+        assert last_used() == first
+    # A refused token notes nothing: the revoked one keeps its time.
+    ok(shared, "tokens", "revoke", issued["tokenId"])
+    with server.client(issued["token"]) as api:
+        assert api.get(environments).status_code == 401
+
+
+def test_user_may_be_named_by_email_everywhere(
+    local: dict[str, str], local_org: dict[str, Any], tmp_path: Path
+) -> None:
+    user_id, address = local_org["user"]["id"], local_org["user"]["email"]
+    shouted = address.upper()
+    issued = ok_json(local, "tokens", "create", "--user", shouted)
+    assert issued["tokenId"] in {
+        t["id"] for t in ok_json(local, "tokens", "list", "--user", user_id)["tokens"]
+    }
+    keys = ok_json(local, "keys", "create", "--user", shouted, "--generate")
+    for user in (address, user_id):
+        listed = ok_json(local, "keys", "list", "--user", user)["keys"]
+        assert [k["clientId"] for k in listed] == [keys["clientId"]]
+        tokens = ok_json(local, "tokens", "list", "--user", user)["tokens"]
+        assert [t["id"] for t in tokens] == [local_org["tokenId"], issued["tokenId"]]
+    jwks = tmp_path / "keys.json"
+    jwks.write_text(json.dumps({"keys": [PUBLIC_JWK]}))
+    ok_json(local, "keys", "create", "--user", address, "--jwks", str(jwks))
+
+
+# An EC P-256 public key (x and y from RFC 7515, appendix A.3).
+PUBLIC_JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    "kid": "rfc-7515",
+}
+
+
+def test_an_email_in_several_organizations_needs_org(local: dict[str, str]) -> None:
+    address = email()
+    a = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", address)
+    b = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", address)
+    a_id, b_id = a["organization"]["id"], b["organization"]["id"]
+    says = (
+        f"{address} is a user in organizations {a_id}, {b_id}; "
+        "name one with --org ORG_ID, or give the user id"
+    )
+    for command in (["tokens", "create"], ["tokens", "list"], ["keys", "list"]):
+        fails(local, *command, "--user", address, says=says)
+    fails(local, "keys", "create", "--user", address, "--generate", says=says)
+    issued = ok_json(local, "tokens", "create", "--user", address, "--org", str(b_id))
+    in_b = ok_json(local, "tokens", "list", "--user", b["user"]["id"])["tokens"]
+    assert issued["tokenId"] in {t["id"] for t in in_b}
+    in_a = ok_json(local, "tokens", "list", "--user", address, "--org", str(a_id))["tokens"]
+    assert issued["tokenId"] not in {t["id"] for t in in_a}
+
+
+USER_ERRORS: dict[str, tuple[list[str], str]] = {
+    "unknown email": (["--user", "nobody@x.test"], "no user with email nobody@x.test"),
+    "unknown email in org": (
+        ["--user", "nobody@x.test", "--org", "{org}"],
+        "no user with email nobody@x.test in organization {org}",
+    ),
+    "id outside --org": (
+        ["--user", "{user}", "--org", "{other}"],
+        "user {user} is not in organization {other}",
+    ),
+    "unknown org": (["--user", "{user}", "--org", "999"], "no organization with id 999"),
+    "unknown id": (["--user", ZERO], f"no user with id {ZERO}"),
+}
+
+
+@pytest.mark.parametrize(("args", "says"), USER_ERRORS.values(), ids=USER_ERRORS)
+@pytest.mark.parametrize("command", ["tokens create", "tokens list", "keys list"])
+def test_a_user_that_is_not_found_is_named(
+    local: dict[str, str], command: str, args: list[str], says: str
+) -> None:
+    mine = ok_json(local, "orgs", "create", "--name", "A", "--owner-email", email())
+    other = ok_json(local, "orgs", "create", "--name", "B", "--owner-email", email())
+    values = {
+        "org": mine["organization"]["id"],
+        "other": other["organization"]["id"],
+        "user": mine["user"]["id"],
+    }
+    fails(
+        local,
+        *command.split(),
+        *(a.format(**values) for a in args),
+        says=says.format(**values),
+    )
+
+
+def test_token_names_are_checked(local: dict[str, str], local_org: dict[str, Any]) -> None:
+    user = local_org["user"]["id"]
+    for bad in (" ", "x" * 256, "two\nlines"):
+        fails(
+            local,
+            *["tokens", "create", "--user", user, "--name", bad],
+            says="a token name is 1 to 255 printable characters on one line",
+        )
+    named = ok_json(local, "tokens", "create", "--user", user, "--name", "  padded  ")
+    listed = ok_json(local, "tokens", "list", "--user", user)["tokens"]
+    assert next(t["name"] for t in listed if t["id"] == named["tokenId"]) == "padded"
+
+
+# --- the command itself: version, completion, help ---------------------------------------
+
+
+def test_version(local: dict[str, str]) -> None:
+    assert ok(local, "--version") == f"waypost {waypost.__version__}\n"
+
+
+def test_shell_completion_is_typers_own(local: dict[str, str]) -> None:
+    """`--install-completion` and `--show-completion` exist, and the completion they
+    install answers from the installed script."""
+    help_text = ok(local, "--help")
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+    script = ok(local, "--show-completion", "bash")
+    assert "_WAYPOST_COMPLETE=complete_bash" in script
+    env = {**local, "_WAYPOST_COMPLETE": "complete_bash", "COMP_WORDS": "waypost tokens l"}
+    done = subprocess.run(
+        [WAYPOST], capture_output=True, text=True, env={**env, "COMP_CWORD": "2"}, timeout=60
+    )
+    assert done.stdout.split() == ["list"], done.stderr
+
+
+def every_command() -> list[tuple[list[str], Any]]:
+    """(path, click command) for the root, each group and each command."""
+    found: list[tuple[list[str], Any]] = []
+
+    def walk(path: list[str], command: Any) -> None:
+        found.append((path, command))
+        for name, sub in getattr(command, "commands", {}).items():
+            walk([*path, name], sub)
+
+    walk([], typer.main.get_command(cli))
+    return found
+
+
+COMMANDS = every_command()
+# A type where a name should be (`--help <bool>`, `--role <list[str]>`, `{token_id}`).
+TYPE_NOISE = re.compile(
+    r"<(bool|str|int|float|path|file|list\[[^\]]*\]|[a-z ]+ range)>|\{[a-z_]+\}"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), COMMANDS, ids=[" ".join(p) or "waypost" for p, _ in COMMANDS]
+)
+def test_help_names_every_option_without_type_noise(
+    local: dict[str, str], path: list[str], command: Any
+) -> None:
+    text = ok(local, *path, "--help")
+    assert not TYPE_NOISE.search(text), TYPE_NOISE.findall(text)
+    for param in command.params:
+        if param.param_type_name == "option":
+            assert param.help, f"waypost {' '.join(path)} {param.opts[0]} has no help text"
+            assert param.opts[0] in text
+        else:
+            assert param.help, f"waypost {' '.join(path)} {param.name} has no help text"
+            assert param.name.upper() in text

@@ -11,9 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from waypost import __version__
 from waypost.auth import service as auth
 from waypost.auth.service import InvalidKeys
+from waypost.auth.store import KeySet, TokenRow
 from waypost.crypto import SecretKeyError
 from waypost.db import DatabaseUrlError, migrate, new_id
 from waypost.http import ProblemError
@@ -24,26 +27,103 @@ from waypost.settings import Settings
 
 T = TypeVar("T")
 
+
+class _PlainArgument(TyperArgument):
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None  # its name says it: TOKEN_ID, not TOKEN_ID <str>
+
+
+def _plain_types(params: list[Any], ctx: Any) -> list[Any]:
+    """Help without type noise: a flag (`--json`, `--help`) shows no `<bool>`, a value
+    its metavar (`ORG_ID`, or its choices) rather than `<int>` or `<list[str]>`, an
+    argument its name alone."""
+    for param in params:
+        if isinstance(param, TyperArgument) and not isinstance(param, _PlainArgument):
+            param.__class__ = _PlainArgument
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            if param.is_flag:
+                param.metavar = ""
+            else:
+                shown = param.display_type(ctx)  # "<int range>", "<owner|admin|member>"
+                name = (param.name or "value").upper()
+                param.metavar = shown.strip("<>") if "|" in shown else name
+    return params
+
+
+class Group(TyperGroup):
+    """Every `waypost` group: its own options and its commands' show plain metavars."""
+
+    def get_params(self, ctx: Any) -> Any:
+        return _plain_types(super().get_params(ctx), ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, Group):
+            _plain_types([*command.params, command.get_help_option(ctx)], ctx)
+        return command
+
+
 cli = typer.Typer(
+    cls=Group,
     help="Waypost: a self-hosted, Redox-compatible Platform API for destinations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
-orgs_cli = typer.Typer(help="Organizations.", no_args_is_help=True)
-users_cli = typer.Typer(help="Users and their roles.", no_args_is_help=True)
-tokens_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
-keys_cli = typer.Typer(
-    help="Public keys for the JWT token flow (Redox's user API keys).", no_args_is_help=True
-)
-cli.add_typer(orgs_cli, name="orgs")
-cli.add_typer(users_cli, name="users")
-cli.add_typer(tokens_cli, name="tokens")
-cli.add_typer(keys_cli, name="keys")
-secrets_cli = typer.Typer(help="Secrets encrypted at rest.", no_args_is_help=True)
-cli.add_typer(secrets_cli, name="secrets")
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    group = typer.Typer(cls=Group, help=help, no_args_is_help=True)
+    cli.add_typer(group, name=name)
+    return group
+
+
+orgs_cli = _group("orgs", "Organizations.")
+users_cli = _group("users", "Users and their roles.")
+tokens_cli = _group("tokens", "API tokens.")
+keys_cli = _group("keys", "Public keys for the JWT token flow (Redox's user API keys).")
+secrets_cli = _group("secrets", "Secrets encrypted at rest.")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+# A user is named by id or by email; an email may be a user in several organizations.
+UserRef = Annotated[
+    str,
+    typer.Option(
+        "--user",
+        metavar="USER",
+        help="The user's id, or email (with --org when several organizations have it).",
+    ),
+]
+OrgOfUser = Annotated[
+    int | None,
+    typer.Option(
+        "--org",
+        metavar="ORG_ID",
+        help="The organization of the --user email, when several have it.",
+    ),
+]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"waypost {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print Waypost's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Waypost: a self-hosted, Redox-compatible Platform API for destinations."""
 
 
 def fail(message: str) -> typer.Exit:
@@ -89,7 +169,7 @@ async def _noop(_rt: Runtime) -> None:
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[
         int,
         typer.Option(
@@ -179,26 +259,39 @@ def worker_command(
 
 @cli.command()
 def bootstrap(
-    owner_email: Annotated[str, typer.Option(help="Email of the first owner.")] = "owner@localhost",
-    base_url: Annotated[str, typer.Option(help="Shown in the example.")] = "http://127.0.0.1:8000",
+    owner_email: Annotated[
+        str, typer.Option(metavar="EMAIL", help="Email of the first owner.")
+    ] = "owner@localhost",
+    base_url: Annotated[
+        str, typer.Option(metavar="URL", help="The server's address, for the example printed.")
+    ] = "http://127.0.0.1:8000",
 ) -> None:
     """On an empty database, create a default organization and print a token."""
 
     async def work(rt: Runtime) -> auth.EnrolledOrganization | None:
         if await organizations.has_organizations(rt.db):
             return None
-        return await auth.enroll_organization(rt.db, name="Default", owner_email=owner_email)
+        return await auth.enroll_organization(
+            rt.db, name="Default", owner_email=owner_email, command="bootstrap"
+        )
 
     enrolled = with_runtime(work)
     if enrolled is None:
-        typer.echo("Waypost already has an organization; `waypost tokens create` issues a token.")
+        typer.echo(
+            "Waypost already has an organization. A lost token cannot be shown again; "
+            "issue another:\n"
+            "  waypost users list                      # every user, with ids and emails\n"
+            "  waypost tokens create --user EMAIL_OR_ID"
+        )
         return
     created, token = enrolled.organization, enrolled.token.token
+    owner = created.owner
     dev = created.environments[0]
     typer.echo(
         f"Created organization {created.id} with Development, Staging and "
-        f"Production, and owner {created.owner.email}.\n"
-        f"API token (shown once): {token}\n\nTry:\n"
+        f"Production, and owner {owner.email} (user id {owner.id}).\n"
+        f"API token (shown once): {token}\n"
+        f"Lost it? `waypost tokens create --user {owner.email}` issues another.\n\nTry:\n"
         f"  curl -s -X POST {base_url}/platform/v1/environments/{dev.id}/destinations \\\n"
         f"    -H 'Authorization: Bearer {token}' "
         f"-H 'Content-Type: application/json' \\\n"
@@ -208,13 +301,15 @@ def bootstrap(
 
 @orgs_cli.command("create")
 def orgs_create(
-    name: Annotated[str, typer.Option(help="Organization name.")],
-    owner_email: Annotated[str, typer.Option(help="Email of the owner.")],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Organization name.")],
+    owner_email: Annotated[str, typer.Option(metavar="EMAIL", help="Email of the owner.")],
     as_json: JsonFlag = False,
 ) -> None:
     """Create an organization, its three environments, an owner and a token."""
     enrolled = with_runtime(
-        lambda rt: auth.enroll_organization(rt.db, name=name, owner_email=owner_email)
+        lambda rt: auth.enroll_organization(
+            rt.db, name=name, owner_email=owner_email, command="orgs create"
+        )
     )
     created, token = enrolled.organization, enrolled.token
     data = {
@@ -237,6 +332,32 @@ def orgs_create(
     )
 
 
+@orgs_cli.command("list")
+def orgs_list(as_json: JsonFlag = False) -> None:
+    """List every organization with its environments and number of users."""
+    found = with_runtime(lambda rt: organizations.list_organizations(rt.db))
+    data = [
+        {
+            "id": o.organization.id,
+            "name": o.organization.name,
+            "createdAt": o.organization.created_at,
+            "users": o.organization.users,
+            "environments": [
+                {"id": e.id, "name": e.name, "environmentFlag": e.flag.value}
+                for e in o.environments
+            ],
+        }
+        for o in found
+    ]
+    blocks = [
+        f"organization {o.organization.id} ({o.organization.name})  "
+        f"created {o.organization.created_at}  {o.organization.users} user(s)\n"
+        + "\n".join(f"  {e.flag.value:<12} {e.id}" for e in o.environments)
+        for o in found
+    ]
+    show({"organizations": data}, as_json, "\n".join(blocks) or "no organizations")
+
+
 def _parse_roles(roles: list[str]) -> dict[str, EnvRole]:
     parsed: dict[str, EnvRole] = {}
     for item in roles:
@@ -251,11 +372,16 @@ def _parse_roles(roles: list[str]) -> dict[str, EnvRole]:
 
 @users_cli.command("create")
 def users_create(
-    org: Annotated[int, typer.Option(help="Organization id.")],
-    email: Annotated[str, typer.Option(help="The user's email.")],
+    org: Annotated[int, typer.Option(metavar="ORG_ID", help="Organization id.")],
+    email: Annotated[str, typer.Option(metavar="EMAIL", help="The user's email.")],
     org_role: Annotated[OrgRole, typer.Option(help="Organization role.")] = OrgRole.MEMBER,
     role: Annotated[
-        list[str] | None, typer.Option(help="ENV_ID=engineer|support|viewer; repeatable.")
+        list[str] | None,
+        typer.Option(
+            metavar="ENV_ID=ROLE",
+            help="A role in an environment: engineer, support or viewer; repeatable. "
+            "`waypost orgs list` shows the environment ids.",
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -263,7 +389,12 @@ def users_create(
     env_roles = _parse_roles(role or [])
     enrolled = with_runtime(
         lambda rt: auth.enroll_user(
-            rt.db, organization_id=org, email=email, org_role=org_role, env_roles=env_roles
+            rt.db,
+            organization_id=org,
+            email=email,
+            org_role=org_role,
+            env_roles=env_roles,
+            command="users create",
         )
     )
     user, token = enrolled.user.user, enrolled.token
@@ -281,13 +412,61 @@ def users_create(
     )
 
 
-@tokens_cli.command("create")
-def tokens_create(
-    user: Annotated[str, typer.Option(help="User id.")],
+async def _user_id(rt: Runtime, user: str, org: int | None) -> str:
+    """The id of the user that --user (an id or an email) and --org name."""
+    found = await organizations.find_user(rt.db, user=user, organization_id=org)
+    return found.id
+
+
+@users_cli.command("list")
+def users_list(
+    org: Annotated[
+        int | None,
+        typer.Option(metavar="ORG_ID", help="Only this organization's users (default: all)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue a new API token for a user."""
-    issued = with_runtime(lambda rt: auth.create_token(rt.db, user_id=user))
+    """List users: id, email, organization, roles (to find the user for `tokens create`)."""
+    found = with_runtime(lambda rt: organizations.list_users(rt.db, organization_id=org))
+    data = [
+        {
+            "id": u.user.id,
+            "email": u.user.email,
+            "organization": {"id": u.user.organization_id},
+            "orgRole": u.user.org_role.value,
+            "createdAt": u.user.created_at,
+            "environmentRoles": [
+                {"environment": {"id": e.id, "name": e.name}, "role": role.value}
+                for e, role in u.environment_roles
+            ],
+        }
+        for u in found
+    ]
+    lines = [
+        f"{u.user.id}  {u.user.email}  organization {u.user.organization_id}  "
+        f"{u.user.org_role.value}  "
+        + (", ".join(f"{e.name}={role.value}" for e, role in u.environment_roles) or "no roles")
+        for u in found
+    ]
+    show({"users": data}, as_json, "\n".join(lines) or "no users")
+
+
+@tokens_cli.command("create")
+def tokens_create(
+    user: UserRef,
+    org: OrgOfUser = None,
+    name: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="What the token is for, shown by `tokens list`."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new API token for a user (to replace a lost one, say)."""
+
+    async def work(rt: Runtime) -> auth.IssuedToken:
+        return await auth.create_token(rt.db, user_id=await _user_id(rt, user, org), name=name)
+
+    issued = with_runtime(work)
     show(
         {"tokenId": issued.id, "token": issued.token},
         as_json,
@@ -295,8 +474,50 @@ def tokens_create(
     )
 
 
+@tokens_cli.command("list")
+def tokens_list(
+    user: UserRef,
+    org: OrgOfUser = None,
+    all_tokens: Annotated[
+        bool, typer.Option("--all", help="Include revoked and expired tokens.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a user's tokens: id, name, created, last used (never the token itself)."""
+
+    async def work(rt: Runtime) -> list[TokenRow]:
+        return await auth.list_tokens(
+            rt.db, user_id=await _user_id(rt, user, org), ended=all_tokens
+        )
+
+    found = with_runtime(work)
+    data = [
+        {
+            "id": t.id,
+            "name": t.name,
+            "createdAt": t.created_at,
+            "lastUsedAt": t.last_used_at,
+            "expiresAt": t.expires_at,
+            "revokedAt": t.revoked_at,
+            "clientId": t.client_id,
+        }
+        for t in found
+    ]
+    lines = [
+        f"{t.id}  {t.name or '(no name)'}  created {t.created_at}  "
+        f"last used {t.last_used_at or 'never'}"
+        + (f"  expires {t.expires_at}" if t.expires_at else "")
+        + (f"  (key set {t.client_id})" if t.client_id else "")
+        + (f"  revoked {t.revoked_at}" if t.revoked_at else "")
+        for t in found
+    ]
+    show({"tokens": data}, as_json, "\n".join(lines) or "no tokens")
+
+
 @tokens_cli.command("revoke")
-def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id (`tokens list` shows them).")],
+) -> None:
     """Revoke a token; it stops working on the next request."""
     with_runtime(lambda rt: auth.revoke_token(rt.db, token_id=token_id))
     typer.echo(f"token {token_id} revoked")
@@ -304,9 +525,13 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) ->
 
 @keys_cli.command("create")
 def keys_create(
-    user: Annotated[str, typer.Option(help="User id.")],
+    user: UserRef,
+    org: OrgOfUser = None,
     jwks: Annotated[
-        Path | None, typer.Option(help="A JSON Web Key Set file of public keys.", dir_okay=False)
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="A JSON Web Key Set file of public keys.", dir_okay=False
+        ),
     ] = None,
     generate: Annotated[
         bool, typer.Option("--generate", help="Generate an ES384 key pair; print it once.")
@@ -327,7 +552,11 @@ def keys_create(
         raise fail(f"cannot read {jwks}: {exc.strerror}") from None
     except ValueError as exc:  # InvalidKeys, and JSON that does not parse
         raise fail(f"{jwks or 'generated key'}: {exc}") from None
-    client_id = with_runtime(lambda rt: auth.register_keys(rt.db, user_id=user, keys=keys))
+
+    async def work(rt: Runtime) -> str:
+        return await auth.register_keys(rt.db, user_id=await _user_id(rt, user, org), keys=keys)
+
+    client_id = with_runtime(work)
     data: dict[str, Any] = {"clientId": client_id, "kids": [k["kid"] for k in keys]}
     text = f"client id {client_id}\nkids: {', '.join(data['kids'])}"
     if private_pem is not None:
@@ -353,11 +582,13 @@ def _generate_key() -> tuple[str, dict[str, Any]]:
 
 
 @keys_cli.command("list")
-def keys_list(
-    user: Annotated[str, typer.Option(help="User id.")], as_json: JsonFlag = False
-) -> None:
+def keys_list(user: UserRef, org: OrgOfUser = None, as_json: JsonFlag = False) -> None:
     """List a user's key sets."""
-    key_sets = with_runtime(lambda rt: auth.list_keys(rt.db, user_id=user))
+
+    async def work(rt: Runtime) -> list[KeySet]:
+        return await auth.list_keys(rt.db, user_id=await _user_id(rt, user, org))
+
+    key_sets = with_runtime(work)
     lines = [
         f"{k.client_id}  kids: {', '.join(k.kids)}"
         + (f"  (revoked {k.revoked_at})" if k.revoked_at else "")
@@ -376,7 +607,9 @@ def keys_list(
 
 
 @keys_cli.command("revoke")
-def keys_revoke(client_id: Annotated[str, typer.Argument(help="Client id.")]) -> None:
+def keys_revoke(
+    client_id: Annotated[str, typer.Argument(help="Client id (`keys list` shows them).")],
+) -> None:
     """Revoke a key set, and the platform tokens it issued."""
     with_runtime(lambda rt: auth.revoke_keys(rt.db, client_id=client_id))
     typer.echo(f"key set {client_id} revoked")

@@ -4,6 +4,7 @@ revocable), registered public keys, and Redox's JWT exchange for five-minute tok
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from waypost import clock
@@ -27,10 +28,10 @@ from waypost.auth.assertions import (
     remember_jti,
     verify_assertion,
 )
-from waypost.auth.store import KeySet, NewToken
+from waypost.auth.store import KeySet, NewToken, TokenRow
 from waypost.crypto import hash_api_token, new_api_token
 from waypost.db import Connection, Database, new_id
-from waypost.http import NotFound
+from waypost.http import Invalid, NotFound
 from waypost.kinds import EnvRole, OrgRole
 from waypost.organizations import service as organizations
 from waypost.organizations.service import NewOrganization, NewUser
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 PLATFORM_TOKEN_SECONDS = 300  # Redox's access tokens last five minutes
+LAST_USED_PRECISION = timedelta(minutes=1)  # how often a token's last use is written
 
 
 def _cli(organization_id: int, command: str) -> Actor:
@@ -69,32 +71,95 @@ class EnrolledUser:
 
 
 async def authenticate(db: Database, token: str) -> Identity | None:
-    """`access.Authenticate`: the user behind a live API token."""
+    """`access.Authenticate`: the user behind a live API token. Notes the token's use for
+    `waypost tokens list`, at most once a minute, so a busy token costs no write per
+    request."""
+    moment = clock.utcnow()
+    now = clock.format(moment)
     async with db.read() as conn:
-        return await store.live_token_identity(
-            conn, token_hash=hash_api_token(token), now=clock.now()
-        )
+        found = await store.live_token(conn, token_hash=hash_api_token(token), now=now)
+    if found is None:
+        return None
+    stale_before = clock.format(moment - LAST_USED_PRECISION)
+    if found.last_used_at is None or found.last_used_at < stale_before:
+        async with db.write() as conn:
+            await store.touch_token(
+                conn, token_id=found.token_id, now=now, stale_before=stale_before
+            )
+    return found.identity
 
 
 async def issue_token(
-    conn: Connection, *, user_id: str, expires_at: str | None = None, client_id: str | None = None
+    conn: Connection,
+    *,
+    user_id: str,
+    expires_at: str | None = None,
+    client_id: str | None = None,
+    name: str | None = None,
 ) -> IssuedToken:
     """Inside the caller's write. The token itself is never stored."""
     token = new_api_token()
     issued = IssuedToken(new_id(), token)
     await store.insert_token(
         conn,
-        NewToken(issued.id, user_id, hash_api_token(token), clock.now(), expires_at, client_id),
+        NewToken(
+            issued.id,
+            user_id,
+            hash_api_token(token),
+            clock.now(),
+            expires_at,
+            client_id,
+            None if name is None else clean_token_name(name),
+        ),
     )
     return issued
 
 
-async def enroll_organization(db: Database, *, name: str, owner_email: str) -> EnrolledOrganization:
-    """An organization with its environments and owner, and the owner's first token."""
+def clean_token_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 255 or not name.isprintable():
+        raise Invalid("name", "a token name is 1 to 255 printable characters on one line")
+    return name
+
+
+async def enroll_organization(
+    db: Database, *, name: str, owner_email: str, command: str | None = None
+) -> EnrolledOrganization:
+    """An organization with its environments and owner, and the owner's first token.
+
+    `command` is the `waypost` command that asked (`orgs create`, `bootstrap`): the
+    token is named after it, and the organization's audit trail records all three in the
+    same transaction. Without it (the test suite's fixtures) the trail starts empty."""
     async with db.write() as conn:
         created = await organizations.create_organization(conn, name=name, owner_email=owner_email)
-        token = await issue_token(conn, user_id=created.owner.id)
+        owner = created.owner
+        token = await issue_token(
+            conn, user_id=owner.id, name=None if command is None else f"waypost {command}"
+        )
+        if command is not None:
+            actor = _cli(created.id, command)
+            environments = [
+                {"id": e.id, "name": e.name, "environmentFlag": e.flag.value}
+                for e in created.environments
+            ]
+            await record(
+                conn,
+                actor,
+                Event("organization-created", {"name": created.name, "environments": environments}),
+            )
+            roles = {e.id: EnvRole.ENGINEER.value for e in created.environments}
+            await record(conn, actor, _user_created(owner.id, owner.email, owner.org_role, roles))
+            await record(conn, actor, _token_created(owner.id, token))
     return EnrolledOrganization(created, token)
+
+
+def _user_created(user_id: str, email: str, org_role: OrgRole, env_roles: dict[str, str]) -> Event:
+    details = {"userId": user_id, "email": email, "orgRole": org_role.value}
+    return Event("user-created", {**details, "environmentRoles": env_roles})
+
+
+def _token_created(user_id: str, token: IssuedToken) -> Event:
+    return Event("api-token-created", {"userId": user_id, "tokenId": token.id})
 
 
 async def enroll_user(
@@ -104,8 +169,10 @@ async def enroll_user(
     email: str,
     org_role: OrgRole,
     env_roles: dict[str, EnvRole],
+    command: str | None = None,
 ) -> EnrolledUser:
-    """A user of an organization with roles, and their first token."""
+    """A user of an organization with roles, and their first token; `command` as for
+    `enroll_organization`."""
     async with db.write() as conn:
         created = await organizations.create_user(
             conn,
@@ -114,20 +181,40 @@ async def enroll_user(
             org_role=org_role,
             env_roles=env_roles,
         )
-        token = await issue_token(conn, user_id=created.user.id)
+        user = created.user
+        token = await issue_token(
+            conn, user_id=user.id, name=None if command is None else f"waypost {command}"
+        )
+        if command is not None:
+            actor = _cli(organization_id, command)
+            roles = {env: role.value for env, role in created.environment_roles.items()}
+            await record(conn, actor, _user_created(user.id, user.email, user.org_role, roles))
+            await record(conn, actor, _token_created(user.id, token))
     return EnrolledUser(created, token)
 
 
-async def create_token(db: Database, *, user_id: str) -> IssuedToken:
+async def create_token(db: Database, *, user_id: str, name: str | None = None) -> IssuedToken:
     async with db.write() as conn:
         user = await organizations.member(conn, user_id=user_id)
-        issued = await issue_token(conn, user_id=user.id)
+        issued = await issue_token(conn, user_id=user.id, name=name)
         await record(
-            conn,
-            _cli(user.organization_id, "tokens create"),
-            Event("api-token-created", {"userId": user.id, "tokenId": issued.id}),
+            conn, _cli(user.organization_id, "tokens create"), _token_created(user.id, issued)
         )
         return issued
+
+
+async def list_tokens(db: Database, *, user_id: str, ended: bool = False) -> list[TokenRow]:
+    """A user's tokens, oldest first: the live ones, and with `ended` the revoked and
+    expired ones too. Never a token itself (only its hash is stored anyway)."""
+    now = clock.now()
+    async with db.read() as conn:
+        user = await organizations.member(conn, user_id=user_id)
+        found = await store.tokens_of(conn, user_id=user.id)
+    if ended:
+        return found
+    return [
+        t for t in found if t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
+    ]
 
 
 async def revoke_token(db: Database, *, token_id: str) -> None:

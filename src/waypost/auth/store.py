@@ -23,6 +23,29 @@ class NewToken:
     created_at: str
     expires_at: str | None = None
     client_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A token as `waypost tokens list` shows it: never the token, nor its hash."""
+
+    id: str
+    name: str | None
+    created_at: str
+    last_used_at: str | None
+    expires_at: str | None  # platform tokens (the JWT exchange) only
+    revoked_at: str | None
+    client_id: str | None  # the key set that earned a platform token
+
+
+@dataclass(frozen=True, slots=True)
+class LiveToken:
+    """A live token's user, and what keeps its last-used time."""
+
+    identity: Identity
+    token_id: str
+    last_used_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +65,7 @@ class RegisteredKey:
 _insert_token = Prepared(api_tokens.insert())
 _live_token_identity = Prepared(
     identity_of(api_tokens.c.user_id)
+    .add_columns(api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at)
     .where(api_tokens.c.token_hash == sa.bindparam("token_hash"))
     .where(api_tokens.c.revoked_at.is_(None))
     .where(sa.or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > sa.bindparam("now")))
@@ -67,6 +91,7 @@ async def insert_token(conn: Connection, token: NewToken) -> None:
             "created_at": token.created_at,
             "expires_at": token.expires_at,
             "client_id": token.client_id,
+            "name": token.name,
         },
     )
 
@@ -75,6 +100,55 @@ async def live_token_identity(conn: Connection, *, token_hash: str, now: str) ->
     """The user behind a token that is neither revoked nor expired."""
     row = await conn.first(_live_token_identity, {"token_hash": token_hash, "now": now})
     return None if row is None else identity_from(row)
+
+
+async def live_token(conn: Connection, *, token_hash: str, now: str) -> LiveToken | None:
+    """`live_token_identity`, with the token's id and last-used time."""
+    row = await conn.first(_live_token_identity, {"token_hash": token_hash, "now": now})
+    if row is None:
+        return None
+    return LiveToken(identity_from(row), row["token_id"], row["last_used_at"])
+
+
+_touch_token = Prepared(
+    api_tokens.update()
+    .where(
+        api_tokens.c.id == sa.bindparam("token_id"),
+        sa.or_(
+            api_tokens.c.last_used_at.is_(None),
+            api_tokens.c.last_used_at < sa.bindparam("stale_before"),
+        ),
+    )
+    .values(last_used_at=sa.bindparam("now"))
+)
+
+
+async def touch_token(conn: Connection, *, token_id: str, now: str, stale_before: str) -> None:
+    """Sets a token's last-used time, unless another request did since `stale_before`."""
+    await conn.run(_touch_token, {"token_id": token_id, "now": now, "stale_before": stale_before})
+
+
+async def tokens_of(conn: Connection, *, user_id: str) -> list[TokenRow]:
+    """Every token of a user, oldest first."""
+    query = (
+        sa.select(
+            api_tokens.c.id,
+            api_tokens.c.name,
+            api_tokens.c.created_at,
+            api_tokens.c.last_used_at,
+            api_tokens.c.expires_at,
+            api_tokens.c.revoked_at,
+            api_tokens.c.client_id,
+        )
+        .where(api_tokens.c.user_id == user_id)
+        .order_by(api_tokens.c.created_at, api_tokens.c.id)
+    )
+    return [
+        TokenRow(
+            r.id, r.name, r.created_at, r.last_used_at, r.expires_at, r.revoked_at, r.client_id
+        )
+        for r in (await conn.execute(query)).all()
+    ]
 
 
 async def revoke_token(conn: Connection, *, token_id: str, at: str) -> str | None:

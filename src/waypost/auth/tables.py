@@ -7,7 +7,11 @@ api_tokens = sa.Table(
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column(
-        "user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+        "user_id",
+        sa.String(36),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
     ),
     # Only the SHA-256 of the token is kept; the token itself is shown once.
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
@@ -17,6 +21,10 @@ api_tokens = sa.Table(
     sa.Column("expires_at", sa.String(32), nullable=True),
     # The key set whose assertion earned a platform token; revoking it revokes them.
     sa.Column("client_id", sa.String(36), nullable=True, index=True),
+    # What the token is for, as its maker named it (none for platform tokens).
+    sa.Column("name", sa.String(255), nullable=True),
+    # When a request last used it, to the minute (touched at most once a minute).
+    sa.Column("last_used_at", sa.String(32), nullable=True),
 )
 
 # A user's registered public keys ("User API Keys" at Redox): the client id is the JWT's

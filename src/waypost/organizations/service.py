@@ -24,6 +24,7 @@ from waypost.organizations import store
 from waypost.organizations.store import (
     EnvironmentAccess,
     EnvironmentRow,
+    OrganizationRow,
     UserRow,
     identity_from,
     identity_of,
@@ -63,6 +64,22 @@ class NewOrganization:
 class NewUser:
     user: UserRow
     environment_roles: dict[str, EnvRole]  # by environment id
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationListing:
+    """An organization as `waypost orgs list` shows it."""
+
+    organization: OrganizationRow
+    environments: list[EnvironmentRow]  # Development, Staging, Production
+
+
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    """A user as `waypost users list` shows it."""
+
+    user: UserRow
+    environment_roles: list[tuple[EnvironmentRow, EnvRole]]  # Development first
 
 
 def caller_params(principal: Principal) -> dict[str, Any]:
@@ -168,3 +185,61 @@ async def list_environments(
         return await store.environments_with_a_role(
             conn, user_id=principal.user_id, organization_id=principal.organization_id
         )
+
+
+# The command line's views: an operator on the machine sees every organization.
+
+
+async def list_organizations(db: Database) -> list[OrganizationListing]:
+    """Every organization, oldest first, with its environments and number of users."""
+    async with db.read() as conn:
+        found = await store.all_organizations(conn)
+        envs = await store.all_environments(conn)
+    by_org: dict[int, list[EnvironmentRow]] = {}
+    for env in envs:
+        by_org.setdefault(env.organization_id, []).append(env)
+    return [OrganizationListing(o, by_org.get(o.id, [])) for o in found]
+
+
+async def list_users(db: Database, *, organization_id: int | None = None) -> list[UserListing]:
+    """The users of one organization (or of all), oldest first, with their roles."""
+    async with db.read() as conn:
+        if organization_id is not None:
+            await _require_organization(conn, organization_id)
+        found = await store.users_with_roles(conn, organization_id=organization_id)
+    return [UserListing(user, roles) for user, roles in found]
+
+
+async def find_user(db: Database, *, user: str, organization_id: int | None = None) -> UserRow:
+    """A user named by id or by email, for the command line. An email may be a user in
+    several organizations: `organization_id` then says which."""
+    async with db.read() as conn:
+        if organization_id is not None:
+            await _require_organization(conn, organization_id)
+        if "@" not in user:
+            key = canonical_id(user)
+            found = None if key is None else await store.user(conn, user_id=key)
+            if found is None:
+                raise NotFound(f"no user with id {user}")
+            if organization_id is not None and found.organization_id != organization_id:
+                raise NotFound(f"user {user} is not in organization {organization_id}")
+            return found
+        email = user.strip().lower()
+        matches = await store.users_by_email(conn, email=email, organization_id=organization_id)
+    if not matches:
+        where = "" if organization_id is None else f" in organization {organization_id}"
+        raise NotFound(f"no user with email {email}{where}")
+    if len(matches) > 1:
+        orgs = ", ".join(str(u.organization_id) for u in matches)
+        raise Conflict(
+            f"{email} is a user in organizations {orgs}; "
+            "name one with --org ORG_ID, or give the user id"
+        )
+    return matches[0]
+
+
+async def _require_organization(conn: Connection, organization_id: int) -> None:
+    if not 1 <= organization_id <= MAX_ORGANIZATION_ID or (
+        await store.organization_name(conn, organization_id) is None
+    ):
+        raise NotFound(f"no organization with id {organization_id}")

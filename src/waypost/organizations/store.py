@@ -331,3 +331,95 @@ async def update_environment_role(
 
 async def delete_environment_role(conn: Connection, *, environment_id: str, user_id: str) -> None:
     await conn.execute(environment_roles.delete().where(_role_key(environment_id, user_id)))
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationRow:
+    id: int
+    name: str
+    created_at: str
+    users: int  # how many users it has
+
+
+async def all_organizations(conn: Connection) -> list[OrganizationRow]:
+    """Every organization with its number of users, oldest first (the command line's)."""
+    counted = (
+        sa.select(users.c.organization_id, sa.func.count().label("users"))
+        .group_by(users.c.organization_id)
+        .subquery()
+    )
+    query = (
+        sa.select(organizations, sa.func.coalesce(counted.c.users, 0).label("users"))
+        .outerjoin(counted, counted.c.organization_id == organizations.c.id)
+        .order_by(organizations.c.id)
+    )
+    return [
+        OrganizationRow(r.id, r.name, r.created_at, r.users)
+        for r in (await conn.execute(query)).all()
+    ]
+
+
+async def all_environments(conn: Connection) -> list[EnvironmentRow]:
+    """Every environment, by organization: Development, Staging, Production."""
+    order = {flag.value: i for i, flag in enumerate(EnvironmentFlag)}
+    query = sa.select(environments).order_by(
+        environments.c.organization_id,
+        sa.case(order, value=environments.c.flag),
+        environments.c.created_at,
+    )
+    return [_environment(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def users_with_roles(
+    conn: Connection, *, organization_id: int | None
+) -> list[tuple[UserRow, list[tuple[EnvironmentRow, EnvRole]]]]:
+    """Users (of one organization, or all) oldest first, each with its environment roles
+    (Development, Staging, Production)."""
+    order = {flag.value: i for i, flag in enumerate(EnvironmentFlag)}
+    env = environments.alias("env")
+    query = (
+        sa.select(
+            users,
+            environment_roles.c.role,
+            env.c.id.label("env_id"),
+            env.c.organization_id.label("env_organization_id"),
+            env.c.name.label("env_name"),
+            env.c.flag.label("env_flag"),
+            env.c.created_at.label("env_created_at"),
+        )
+        .outerjoin(environment_roles, environment_roles.c.user_id == users.c.id)
+        .outerjoin(env, env.c.id == environment_roles.c.environment_id)
+        .order_by(
+            users.c.organization_id,
+            users.c.created_at,
+            users.c.id,
+            sa.case(order, value=env.c.flag),
+            env.c.created_at,
+        )
+    )
+    if organization_id is not None:
+        query = query.where(users.c.organization_id == organization_id)
+    found: dict[str, tuple[UserRow, list[tuple[EnvironmentRow, EnvRole]]]] = {}
+    for r in (await conn.execute(query)).all():
+        row = r._mapping
+        _, roles = found.setdefault(row["id"], (_user(row), []))
+        if row["env_id"] is not None:
+            environment = EnvironmentRow(
+                row["env_id"],
+                row["env_organization_id"],
+                row["env_name"],
+                EnvironmentFlag(row["env_flag"]),
+                row["env_created_at"],
+            )
+            roles.append((environment, EnvRole(row["role"])))
+    return list(found.values())
+
+
+async def users_by_email(
+    conn: Connection, *, email: str, organization_id: int | None = None
+) -> list[UserRow]:
+    """The users with this (cleaned) email: one per organization at most."""
+    query = sa.select(users).where(users.c.email == email).order_by(users.c.organization_id)
+    if organization_id is not None:
+        query = query.where(users.c.organization_id == organization_id)
+    return [_user(r._mapping) for r in (await conn.execute(query)).all()]
