@@ -25,7 +25,7 @@ import typer
 from typer.testing import CliRunner
 
 import waypost
-from tests.support import Org, Server, scratch_postgres_database
+from tests.support import Org, Server, scratch_postgres_database, start_server
 from waypost.cli import cli
 from waypost.crypto import new_secret_key
 
@@ -1005,3 +1005,32 @@ def test_help_names_every_option_without_type_noise(
         else:
             assert param.help, f"waypost {' '.join(path)} {param.name} has no help text"
             assert param.name.upper() in text
+
+
+def test_secrets_reencrypt_is_recorded_in_every_organization(tmp_path: Path) -> None:
+    old, new = new_secret_key(), new_secret_key()
+    data = tmp_path / "data"
+    server = start_server("sqlite", f"sqlite:///{data / 'waypost.db'}", data, secret_key=old)
+    try:
+        with_secret, without = server.new_org("A"), server.new_org("B")
+        with with_secret.client() as api:
+            made = api.post(
+                f"/platform/v1/environments/{with_secret.dev}/destinations",
+                json={"name": "d", "endpoint": "https://r.test/", "verificationToken": "vt-1"},
+            )
+            assert made.status_code == 201, made.text
+    finally:
+        server.stop()
+    env = base_env(DATA_DIR=str(data), SECRET_KEY=f"{new},{old}")
+    assert ok_json(env, "secrets", "reencrypt") == {"reencrypted": 1}
+    assert ok_json(env, "secrets", "reencrypt") == {"reencrypted": 0}  # changes nothing
+    with sqlite3.connect(data / "waypost.db") as db:
+        rows = db.execute(
+            "SELECT organization_id, type, route, user_id, details FROM audit_events"
+            " WHERE type = 'secrets-reencrypted' ORDER BY seq"
+        ).fetchall()
+    route = "cli: waypost secrets reencrypt"
+    assert rows == [
+        (with_secret.id, "secrets-reencrypted", route, None, "{}"),
+        (without.id, "secrets-reencrypted", route, None, "{}"),
+    ]

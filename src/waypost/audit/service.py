@@ -38,6 +38,7 @@ ActionType = Literal[
     "organization-created",
     "organization-role-changed",
     "platform-token-issued",
+    "secrets-reencrypted",
     "source-created",
     "source-deleted",
     "source-secret-rotated",
@@ -74,6 +75,11 @@ class Actor:
         return cls(
             principal.organization_id, principal.user_id, principal.request_ip, principal.route
         )
+
+    @classmethod
+    def command_line(cls, organization_id: int, command: str) -> Actor:
+        """A `waypost` command (`tokens create`): no user, no address; the route names it."""
+        return cls(organization_id, route=f"cli: waypost {command}")
 
 
 async def record(conn: Connection, actor: Actor, event: Event) -> None:

@@ -49,7 +49,7 @@ LAST_USED_PRECISION = timedelta(minutes=1)  # how often a token's last use is wr
 
 
 def _cli(organization_id: int, command: str) -> Actor:
-    return Actor(organization_id, route=f"cli: waypost {command}")
+    return Actor.command_line(organization_id, command)
 
 
 @dataclass(frozen=True, slots=True)

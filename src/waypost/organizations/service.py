@@ -170,6 +170,11 @@ async def identity(conn: Connection, *, user_id: str) -> Identity | None:
     return await store.identity(conn, user_id=user_id)
 
 
+async def organization_ids(conn: Connection) -> list[int]:
+    """Inside the caller's transaction: every organization's id, oldest first."""
+    return [o.id for o in await store.all_organizations(conn)]
+
+
 async def has_organizations(db: Database) -> bool:
     async with db.read() as conn:
         return await store.count_organizations(conn) > 0
