@@ -83,6 +83,13 @@ PROPERTY_DESCRIPTIONS: dict[str, str] = {
     "orderingKey": "fifo only: an RFC 6901 JSON pointer; messages with the same value there "
     "keep their order.",
     "maxRetrySeconds": "After that long a message fails; null: no limit.",
+    "batch": "Cloud destinations in unordered mode: several messages per newline-delimited "
+    "JSON file, `{fileNamePrefix}{DataModel}/{yyyy}/{mm}/{dd}/{first logId}-{count}.ndjson`; "
+    "null: one file per message.",
+    "maxMessages": "The most messages in one batch file (1 to 10,000).",
+    "maxSeconds": "The longest a message waits for its batch file to fill (1 to 3,600 s).",
+    "fileName": "Cloud destinations: the blob the message was written to, alone or as one "
+    "line of a batch file.",
     # --- auth credentials ------------------------------------------------------------
     "credentials": "The environment's auth credentials, in creation order.",
     "authStrategy": "How Waypost authenticates to the receiver; `GET "

@@ -31,6 +31,9 @@ from waypost.delivery import schedule
 from waypost.delivery.senders import Outcome, blob
 from waypost.delivery.senders import http as http_sender
 from waypost.destinations import service as destinations
+from waypost.destinations.delivery_settings import Batch
+from waypost.destinations.schemas import StorageSettings
+from waypost.destinations.target import DeliveryTarget
 from waypost.logs import service as logs
 from waypost.queue import service as queue
 from waypost.runtime import Runtime
@@ -44,7 +47,7 @@ TROUBLE_PAUSE_SECONDS = 1.0  # after the database failed the loop (a restart, sa
 
 @dataclass(frozen=True, slots=True)
 class _Cached:
-    target: destinations.DeliveryTarget | None  # None: the destination is gone
+    target: DeliveryTarget | None  # None: the destination is gone
     read_at: float
     unreadable: str | None = None  # why its secrets cannot be opened (a wrong key)
 
@@ -215,34 +218,53 @@ class Worker:
             await self._give_up(row, "destination deleted")
             return None
         attempt_at = clock.now()
-        if target.cloud_provider_settings is not None:
-            file = blob.single_file(
-                target.cloud_provider_settings.settings, delivery, row.attempt_id
-            )
+        storage = target.cloud_provider_settings
+        batch = target.delivery.batch
+        followers: list[queue.Claimed] = []
+        if storage is not None and batch is not None:
+            followers, file = await self._batch(row, delivery, storage.settings, batch)
+            outcome = await blob.write(self.rt, target, file, timeout_seconds=self._timeout)
+        elif storage is not None:
+            file = blob.single_file(storage.settings, delivery, row.attempt_id)
             outcome = await blob.write(self.rt, target, file, timeout_seconds=self._timeout)
         else:
             outcome = await http_sender.send(
                 self.rt, target, delivery, row.attempt_id, timeout_seconds=self._timeout
             )
-        return await self._record(row, target, attempt_at, outcome)
+        return await self._record(row, target, attempt_at, outcome, followers)
+
+    async def _batch(
+        self,
+        head: queue.Claimed,
+        delivery: logs.Delivery,
+        storage: StorageSettings,
+        batch: Batch,
+    ) -> tuple[list[queue.Claimed], blob.BlobFile]:
+        """Leases the rows that go with a batch head, and makes their file."""
+        async with self.rt.db.write() as conn:
+            followers = await queue.take_batch(
+                conn,
+                head,
+                owner=self.owner,
+                until=clock.after(self._lease_seconds),
+                most=batch.max_messages,
+            )
+        async with self.rt.db.read() as conn:
+            found = await logs.deliveries(conn, [r.log_id for r in followers])
+        lines = [(delivery, head.attempt_id)]
+        lines += [(found[r.log_id], r.attempt_id) for r in followers if r.log_id in found]
+        return followers, blob.batch_file(storage, lines)
 
     async def _record(
         self,
         row: queue.Claimed,
-        target: destinations.DeliveryTarget,
+        target: DeliveryTarget,
         attempt_at: str,
         outcome: Outcome,
+        followers: list[queue.Claimed],
     ) -> queue.Claimed | None:
-        """Records the attempt; returns the lane's next row when it was handed on to this
-        worker."""
-        attempt = logs.Attempt(
-            id=row.attempt_id,
-            attempt_at=attempt_at,
-            status="succeeded" if outcome.ok else "failed",
-            http_status=outcome.http_status,
-            error=outcome.error,
-            duration_ms=outcome.duration_ms,
-        )
+        """Records the attempt, for a batch's followers too (one file, one outcome);
+        returns the lane's next row when it was handed on to this worker."""
         retry_at = None
         if not outcome.ok:
             settings = target.delivery
@@ -255,6 +277,7 @@ class Worker:
                 retry_after=schedule.retry_after_seconds(outcome.retry_after),
                 scale=self.rt.settings.retry_scale,
             ).retry_at
+        batch = target.delivery.batch
         handed_off = None
         async with self.rt.db.write() as conn:
             if outcome.ok or retry_at is None:
@@ -268,6 +291,8 @@ class Worker:
                     now=clock.format(now),
                     # A stopping worker takes nothing more on.
                     lease_until=None if self._stopping else clock.after(self._lease_seconds, now),
+                    followers=followers,
+                    batch_max=None if batch is None else batch.max_messages,
                 )
                 ours, handed_off = removed.ours, removed.handed_off
             else:
@@ -278,17 +303,27 @@ class Worker:
                     owner=self.owner,
                     due=clock.format(retry_at),
                     next_attempt_id=new_id(),
+                    followers=followers,
+                    follower_attempt_ids=[new_id() for _ in followers],
                 )
             # A row no longer ours was settled meanwhile (deleted with its destination, or
             # claimed by another worker after our lease ran out): the attempt is history only.
-            await logs.record_attempt(
-                conn,
-                log_id=row.log_id,
-                attempt=attempt,
-                status=status if ours else None,
-                reason=outcome.error if status == "failed" else None,
-                file_name=outcome.file_name if outcome.ok else None,
-            )
+            for each in (row, *followers):
+                await logs.record_attempt(
+                    conn,
+                    log_id=each.log_id,
+                    attempt=logs.Attempt(
+                        id=each.attempt_id,
+                        attempt_at=attempt_at,
+                        status="succeeded" if outcome.ok else "failed",
+                        http_status=outcome.http_status,
+                        error=outcome.error,
+                        duration_ms=outcome.duration_ms,
+                    ),
+                    status=status if ours else None,
+                    reason=outcome.error if status == "failed" else None,
+                    file_name=outcome.file_name if outcome.ok else None,
+                )
         return handed_off
 
     async def _postpone(self, row: queue.Claimed, reason: str) -> None:

@@ -23,6 +23,10 @@ MAX_ORDERING_KEY_LENGTH = 512
 DEFAULT_LANES = 10
 DEFAULT_UNORDERED = 10
 DEFAULT_CLOUD_UNORDERED = 16
+# A batch file: at most this many messages, and a message waits at most this long for its
+# batch to fill (cloud destinations only).
+MAX_BATCH_MESSAGES = 10_000
+MAX_BATCH_SECONDS = 3600
 
 
 class DeliveryMode(StrEnum):
@@ -31,11 +35,18 @@ class DeliveryMode(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    max_messages: int
+    max_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeliverySettings:
     mode: DeliveryMode
     concurrency: int  # messages in flight: lanes in fifo mode, messages in unordered mode
     ordering_key: str | None  # an RFC 6901 JSON pointer into the message; fifo only
     max_retry_seconds: int | None  # after that long a message fails; None: no limit
+    batch: Batch | None = None  # cloud, unordered: several messages per file
 
 
 def effective(stored: Mapping[str, JsonValue] | None, *, cloud: bool) -> DeliverySettings:
@@ -69,7 +80,24 @@ def effective(stored: Mapping[str, JsonValue] | None, *, cloud: bool) -> Deliver
         concurrency=concurrency,
         ordering_key=None if ordering_key is None else str(ordering_key),
         max_retry_seconds=None if max_retry is None else _int(max_retry),
+        batch=_batch(given.get("batch"), mode=mode, cloud=cloud),
     )
+
+
+def _batch(given: JsonValue, *, mode: DeliveryMode, cloud: bool) -> Batch | None:
+    if given is None:
+        return None
+    if not cloud:
+        raise Invalid("delivery.batch", "applies only to cloud destinations (files)")
+    if mode is not DeliveryMode.UNORDERED:
+        raise Invalid(
+            "delivery.batch",
+            "applies only with mode unordered; a batch file holds one data model's messages "
+            "in the order they were accepted",
+        )
+    # The wire schema checked both keys' presence and ranges.
+    assert isinstance(given, dict)
+    return Batch(_int(given["maxMessages"]), _int(given["maxSeconds"]))
 
 
 def _int(value: JsonValue) -> int:

@@ -19,6 +19,8 @@ from pydantic import (
 from waypost.destinations.delivery_settings import (
     DEFAULT_LANES,
     DEFAULT_UNORDERED,
+    MAX_BATCH_MESSAGES,
+    MAX_BATCH_SECONDS,
     MAX_CONCURRENCY,
     MAX_ORDERING_KEY_LENGTH,
     MAX_RETRY_SECONDS,
@@ -149,6 +151,18 @@ class SetupState(WireModel):
     destination: Annotated[dict[str, Any], StorableJson] | None = None
 
 
+class BatchIn(WireModel):
+    """Both keys are required: a file is written when it holds `maxMessages`, or when its
+    first message has waited `maxSeconds`, whichever comes first."""
+
+    max_messages: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH_MESSAGES)] = Field(
+        description="The most messages in one file."
+    )
+    max_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_BATCH_SECONDS)] = Field(
+        description="The longest a message waits for its file to fill."
+    )
+
+
 class DeliveryIn(WireModel):
     """Partial on PATCH: a key that is absent keeps its value; null restores its default."""
 
@@ -168,6 +182,11 @@ class DeliveryIn(WireModel):
     )
     max_retry_seconds: Annotated[StrictInt, Field(ge=1, le=MAX_RETRY_SECONDS)] | None = Field(
         default=None, description="After that long a message fails; null: no limit."
+    )
+    batch: BatchIn | None = Field(
+        default=None,
+        description="Cloud destinations in unordered mode: write several messages per file "
+        "(newline-delimited JSON) instead of one file each; null: one file per message.",
     )
 
 
@@ -224,6 +243,11 @@ class VerificationOut(ResponseModel):
     error: str | None = Field(default=None, exclude_if=lambda error: error is None)
 
 
+class BatchOut(ResponseModel):
+    max_messages: int
+    max_seconds: int
+
+
 class DeliveryOut(ResponseModel):
     """The effective settings: every default filled in."""
 
@@ -231,14 +255,19 @@ class DeliveryOut(ResponseModel):
     concurrency: int
     ordering_key: str | None
     max_retry_seconds: int | None
+    batch: BatchOut | None
 
     @classmethod
     def of(cls, settings: DeliverySettings) -> DeliveryOut:
+        batch = settings.batch
         return cls(
             mode=settings.mode,
             concurrency=settings.concurrency,
             ordering_key=settings.ordering_key,
             max_retry_seconds=settings.max_retry_seconds,
+            batch=None
+            if batch is None
+            else BatchOut(max_messages=batch.max_messages, max_seconds=batch.max_seconds),
         )
 
 

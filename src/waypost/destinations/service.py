@@ -34,6 +34,7 @@ from waypost.destinations.schemas import (
     VerifyRequest,
 )
 from waypost.destinations.store import DestinationRow, Located
+from waypost.destinations.target import DeliveryTarget
 from waypost.destinations.verification import Outcome, handshake, probe_cloud
 from waypost.fields import https_refusal
 from waypost.http import Conflict, Forbidden, Invalid, NotFound, decode_cursor, encode_cursor
@@ -258,7 +259,8 @@ def _cloud_settings(
     if given is None:
         raise Invalid(field, _TYPE_FIXED.format(this="a cloud", other="a URL"))
     stored = dict(row.cloud_provider_settings or {})
-    stored_settings = dict(stored.get("settings") or {})
+    kept = stored.get("settings")
+    stored_settings = dict(kept) if isinstance(kept, dict) else {}
     patch = given.model_dump(by_alias=True, exclude_unset=True)
     settings_patch = patch.pop("settings", {})
     required = [(f"{field}.{k}", v) for k, v in patch.items()]
@@ -495,22 +497,6 @@ async def delete(
 
 
 # --- for other features ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryTarget:
-    """What a sender needs to deliver to a destination, secrets opened."""
-
-    id: str
-    name: str
-    environment_id: str
-    environment_flag: EnvironmentFlag
-    endpoint: str | None  # None for cloud destinations, or a URL destination not set up
-    verification_token: str | None  # plain text, for the `verification-token` header
-    auth_credential_id: str | None
-    verified: bool
-    cloud_provider_settings: CloudProviderSettings | None
-    delivery: DeliverySettings
 
 
 async def delivery_target(rt: Runtime, *, destination_id: str) -> DeliveryTarget | None:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from waypost.destinations.target import DeliveryTarget
 from waypost.outbound import OutboundClient, OutboundError
 from waypost.runtime import Runtime
-
-if TYPE_CHECKING:
-    from waypost.destinations.service import DeliveryTarget
 
 MAX_ANSWER_BYTES = 64 * 1024
 
@@ -37,7 +34,7 @@ class Outcome:
 # A cloud destination is verified by writing to its container, which only the delivery
 # feature knows how to do; delivery depends on destinations, so the app hands the probe
 # in when it is assembled (`use_cloud_probe`). It answers None, or why the probe failed.
-CloudProbe = Callable[[Runtime, "DeliveryTarget"], Awaitable[str | None]]
+CloudProbe = Callable[[Runtime, DeliveryTarget], Awaitable[str | None]]
 _cloud_probe: CloudProbe | None = None
 
 

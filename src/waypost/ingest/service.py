@@ -278,7 +278,7 @@ async def accept(
             )
             if not synchronous:
                 entries = [
-                    _entry(t, log.id, a, message)
+                    _entry(t, log.id, a, message, at)
                     for t, log, a in zip(targets, new_logs, attempt_ids, strict=True)
                 ]
                 can_go = await queue.enqueue(conn, entries, at=at, postgres=postgres)
@@ -298,14 +298,16 @@ async def accept(
 
 
 def _entry(
-    target: destinations.Recipient, log_id: str, attempt_id: str, message: Message
+    target: destinations.Recipient, log_id: str, attempt_id: str, message: Message, at: str
 ) -> queue.Entry:
+    batch = target.delivery.batch
     lane, shared = queue.lane_for(
         destination_id=target.id,
         log_id=log_id,
         mode=str(target.delivery.mode),
         ordering_key=target.delivery.ordering_key,
         message=message.document,
+        batch_of=None if batch is None else message.data_model,
     )
     return queue.Entry(
         log_id=log_id,
@@ -314,6 +316,8 @@ def _entry(
         shared_lane=shared,
         held=False,
         first_attempt_id=attempt_id,
+        batch_max=None if batch is None else batch.max_messages,
+        due_at=None if batch is None else clock.after(batch.max_seconds, clock.parse(at)),
     )
 
 

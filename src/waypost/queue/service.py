@@ -10,6 +10,10 @@ A lane is the unit of order:
   (Redox's child queues); lanes deliver in parallel, and a failing lane holds only itself.
   A message without the value goes to the destination's default lane.
 - `unordered`: every message is a lane of its own.
+- `unordered` with `batch` (cloud destinations): one lane per data model, delivered a
+  batch at a time: the head and up to `maxMessages - 1` rows behind it, written as one
+  file. A head is due `maxSeconds` after it was accepted, or as soon as its lane holds a
+  whole batch; a failed batch is retried whole (its size is kept on the head).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "pending",
     "retry",
     "set_held",
+    "take_batch",
 ]
 
 _MISSING = object()
@@ -57,9 +62,18 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
 
 
 def lane_for(
-    *, destination_id: str, log_id: str, mode: str, ordering_key: str | None, message: Any
+    *,
+    destination_id: str,
+    log_id: str,
+    mode: str,
+    ordering_key: str | None,
+    message: Any,
+    batch_of: str | None = None,
 ) -> tuple[str, bool]:
-    """(lane, whether other messages share it) for a message to this destination."""
+    """(lane, whether other messages share it) for a message to this destination;
+    `batch_of`: the data model, when the destination writes batches."""
+    if batch_of is not None:
+        return f"{destination_id}/batch/{batch_of}", True
     if mode == "unordered":
         return log_id, False
     if ordering_key is None:
@@ -97,6 +111,14 @@ async def claim(
     return chosen
 
 
+async def take_batch(
+    conn: Connection, head: Claimed, *, owner: str, until: str, most: int
+) -> list[Claimed]:
+    """The rows that go with a claimed batch head (leased to `owner` until `until`): the
+    same ones as its earlier attempt, or up to `most - 1` on its first."""
+    return await store.take_batch(conn, head, owner=owner, until=until, most=most)
+
+
 async def finish(
     conn: Connection,
     row: Claimed,
@@ -105,21 +127,40 @@ async def finish(
     postgres: bool,
     now: str = "",
     lease_until: str | None = None,
+    followers: Sequence[Claimed] = (),
+    batch_max: int | None = None,
 ) -> Removed:
-    """The row is done (delivered, or given up): out of the queue, its lane moves on.
-    With `lease_until`, the lane's next row, if it may go at `now`, comes back leased to
-    this worker (`handed_off`). `ours` is False when this worker's lease had run out and
-    another worker took the row: then nothing changes."""
-    return await store.remove(
+    """The row (and a batch's followers) is done (delivered, or given up): out of the
+    queue, its lane moves on. With `lease_until`, the lane's next row, if it may go at
+    `now`, comes back leased to this worker (`handed_off`). `ours` is False when this
+    worker's lease had run out and another worker took the row: then nothing changes.
+    `batch_max`: the next batch goes at once if the lane already holds a whole one."""
+    # Followers first, so that the head's removal promotes the row after the batch.
+    await store.remove_followers(conn, followers, owner=owner)
+    removed = await store.remove(
         conn, row, owner=owner, postgres=postgres, now=now, lease_until=lease_until
     )
+    if removed.ours and batch_max is not None and now and removed.handed_off is None:
+        await store.flush_if_full(conn, row.lane, batch_max, now)
+    return removed
 
 
 async def retry(
-    conn: Connection, row: Claimed, *, owner: str, due: str, next_attempt_id: str
+    conn: Connection,
+    row: Claimed,
+    *,
+    owner: str,
+    due: str,
+    next_attempt_id: str,
+    followers: Sequence[Claimed] = (),
+    follower_attempt_ids: Sequence[str] = (),
 ) -> bool:
-    """The row goes back to wait until `due`, still heading its lane."""
-    return await store.reschedule(conn, row, owner=owner, due=due, next_attempt_id=next_attempt_id)
+    """The row goes back to wait until `due`, still heading its lane (a batch's
+    followers behind it, each with the id of its next attempt)."""
+    ours = await store.reschedule(conn, row, owner=owner, due=due, next_attempt_id=next_attempt_id)
+    if ours:
+        await store.reset_followers(conn, followers, follower_attempt_ids, owner=owner)
+    return ours
 
 
 async def set_held(conn: Connection, *, destination_id: str, held: bool) -> None:

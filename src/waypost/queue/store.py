@@ -31,6 +31,10 @@ class Entry:
     shared_lane: bool  # False when the lane is the message alone (unordered)
     held: bool
     first_attempt_id: str
+    # A batched message (cloud): it may go once its batch is full or at `due_at`, the
+    # most its batch may wait.
+    batch_max: int | None = None
+    due_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class Claimed:
     attempts: int  # attempts made before this one
     attempt_id: str
     enqueued_at: str
+    batch_size: int | None = None  # a batch's head, once its first attempt took its rows
 
 
 # A lane's head is its oldest row; a new row heads its lane only when the lane is empty.
@@ -60,6 +65,7 @@ _candidates = (
         outbox.c.attempts,
         outbox.c.next_attempt_id.label("attempt_id"),
         outbox.c.enqueued_at,
+        outbox.c.batch_size,
     )
     .where(
         _READY,
@@ -103,6 +109,7 @@ _promote = Prepared(
         outbox.c.attempts,
         outbox.c.next_attempt_id.label("attempt_id"),
         outbox.c.enqueued_at,
+        outbox.c.batch_size,
         outbox.c.lease_owner,
     )
 )
@@ -116,6 +123,53 @@ _reschedule = Prepared(
         attempts=outbox.c.attempts + 1,
         next_attempt_id=sa.bindparam("attempt_id"),
     )
+)
+# Batches. A lane's batch is its head and the rows right behind it.
+_lane_rows = Prepared(
+    sa.select(sa.func.count().label("n")).select_from(
+        sa.select(outbox.c.seq)
+        .where(outbox.c.lane == sa.bindparam("lane_of"))
+        .limit(sa.bindparam("most"))
+        .subquery()
+    )
+)
+_due_now = Prepared(
+    outbox.update()
+    .where(
+        outbox.c.lane == sa.bindparam("lane_of"),
+        outbox.c.is_head,
+        outbox.c.due_at > sa.bindparam("at"),
+    )
+    .values(due_at=sa.bindparam("at"))
+)
+_followers = Prepared(
+    sa.select(
+        outbox.c.seq,
+        outbox.c.log_id,
+        outbox.c.destination_id,
+        outbox.c.lane,
+        outbox.c.attempts,
+        outbox.c.next_attempt_id.label("attempt_id"),
+        outbox.c.enqueued_at,
+        outbox.c.batch_size,
+    )
+    .where(outbox.c.lane == sa.bindparam("lane_of"), outbox.c.seq > sa.bindparam("after"))
+    .order_by(outbox.c.seq)
+    .limit(sa.bindparam("most"))
+)
+_sized = Prepared(
+    outbox.update()
+    .where(outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner"))
+    .values(batch_size=sa.bindparam("size"))
+)
+_ours = sa.and_(
+    outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner")
+)
+_remove_follower = Prepared(outbox.delete().where(_ours))
+_reset_follower = Prepared(
+    outbox.update()
+    .where(_ours)
+    .values(lease_until=None, lease_owner=None, next_attempt_id=sa.bindparam("attempt_id"))
 )
 _hold = outbox.update().where(outbox.c.destination_id == sa.bindparam("destination"))
 _pending = Prepared(
@@ -163,18 +217,65 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
                 "lane": entry.lane,
                 "lane_of": entry.lane,
                 "held": entry.held,
-                "due_at": at,
+                "due_at": entry.due_at or at,
                 "lease_until": None,
                 "lease_owner": None,
                 "attempts": 0,
                 "next_attempt_id": entry.first_attempt_id,
                 "enqueued_at": at,
+                "batch_size": None,
             },
         )
-        heads += bool(added and added["is_head"])
+        is_head = bool(added and added["is_head"])
+        if entry.batch_max is not None:
+            # A waiting batch goes as soon as it is full. (A new head that waits is news
+            # too: workers learn when to wake for it.)
+            is_head = await flush_if_full(conn, entry.lane, entry.batch_max, at) or is_head
+        heads += is_head
     if postgres and heads:
         await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return heads > 0
+
+
+async def flush_if_full(conn: Connection, lane: str, batch_max: int, at: str) -> bool:
+    """Makes a batch lane's head due at `at` once the lane holds a whole batch; True if
+    it did (a worker has something to do)."""
+    found = await conn.first(_lane_rows, {"lane_of": lane, "most": batch_max})
+    if found is None or int(found["n"]) < batch_max:
+        return False
+    return await conn.run(_due_now, {"lane_of": lane, "at": at}) > 0
+
+
+async def take_batch(
+    conn: Connection, head: Claimed, *, owner: str, until: str, most: int
+) -> list[Claimed]:
+    """Leases the rows that follow a claimed batch head: as many as its first attempt
+    took, or up to `most - 1` on its first attempt (whose size is then kept)."""
+    size = head.batch_size or most
+    rows = await conn.all(
+        _followers, {"lane_of": head.lane, "after": head.seq, "most": max(size - 1, 0)}
+    )
+    followers = [Claimed(**row) for row in rows]
+    await lease(conn, followers, owner=owner, until=until)
+    if head.batch_size is None:
+        await conn.run(_sized, {"row_seq": head.seq, "owner": owner, "size": 1 + len(followers)})
+    return followers
+
+
+async def remove_followers(conn: Connection, followers: Sequence[Claimed], *, owner: str) -> None:
+    for row in followers:
+        await conn.run(_remove_follower, {"row_seq": row.seq, "owner": owner})
+
+
+async def reset_followers(
+    conn: Connection, followers: Sequence[Claimed], attempt_ids: Sequence[str], *, owner: str
+) -> None:
+    """After a failed batch attempt: the rows wait behind their head again, each with the
+    id its next attempt will carry."""
+    for row, attempt_id in zip(followers, attempt_ids, strict=True):
+        await conn.run(
+            _reset_follower, {"row_seq": row.seq, "owner": owner, "attempt_id": attempt_id}
+        )
 
 
 async def candidates(

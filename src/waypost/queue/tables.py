@@ -28,6 +28,9 @@ outbox = sa.Table(
     # The id the next attempt will carry (the first one is in the send API's answer).
     sa.Column("next_attempt_id", sa.String(36), nullable=False),
     sa.Column("enqueued_at", sa.String(32), nullable=False),
+    # A batch's head: how many rows its first attempt took, so that a retry writes the
+    # same file (same name, same lines). Null until then, and for messages sent alone.
+    sa.Column("batch_size", sa.Integer, nullable=True),
     sa.Index("ix_outbox_lane_seq", "lane", "seq"),
     # The claim's index holds only lane heads that may go.
     sa.Index(

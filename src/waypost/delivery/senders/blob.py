@@ -35,7 +35,7 @@ from waypost.credentials import service as credentials
 from waypost.credentials.tokens import TokenError
 from waypost.delivery.senders import Outcome
 from waypost.destinations.schemas import StorageSettings
-from waypost.destinations.service import DeliveryTarget
+from waypost.destinations.target import DeliveryTarget
 from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import GuardRefused
 from waypost.runtime import Runtime

@@ -16,7 +16,7 @@ import time
 from waypost.credentials import service as credentials
 from waypost.credentials.tokens import TokenError
 from waypost.delivery.senders import Outcome
-from waypost.destinations.service import DeliveryTarget
+from waypost.destinations.target import DeliveryTarget
 from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import OutboundError
 from waypost.runtime import Runtime

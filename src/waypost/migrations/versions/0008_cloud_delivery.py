@@ -1,4 +1,5 @@
-"""Cloud delivery: a log names the blob its message was written to.
+"""Cloud delivery: a log names the blob its message was written to, and a batch
+remembers its size so that a retry writes the same file.
 
 Revision ID: 0008
 Revises: 0007
@@ -16,8 +17,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("logs") as batch:
         batch.add_column(sa.Column("file_name", sa.String(1024), nullable=True))
+    with op.batch_alter_table("outbox") as batch:
+        batch.add_column(sa.Column("batch_size", sa.Integer, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("outbox") as batch:
+        batch.drop_column("batch_size")
     with op.batch_alter_table("logs") as batch:
         batch.drop_column("file_name")
