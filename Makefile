@@ -19,12 +19,19 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(STAMP)
 
+# `make serve PORT=9000 HOST=0.0.0.0`. HOST is taken only from the command line, never
+# from the environment (csh exports HOST as the machine's name); PORT from either.
+HOST := 127.0.0.1
+PORT ?= 8000
+# The address the printed example uses: a wildcard is reached on loopback; IPv6 in [].
+SERVE_URL_HOST := $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(if $(findstring :,$(HOST)),[$(HOST)],$(HOST)))
+
 # The embedded set-up lets the outbound guard reach this machine, so that a receiver on
 # localhost can be verified; the server says so when it starts. Unset it in production.
 serve: export WAYPOST_OUTBOUND_ALLOW ?= 127.0.0.0/8,::1/128
 serve: $(STAMP)
-	$(BIN)/waypost bootstrap
-	$(BIN)/waypost serve --host 127.0.0.1 --port 8000
+	$(BIN)/waypost bootstrap --base-url http://$(SERVE_URL_HOST):$(PORT)
+	$(BIN)/waypost serve --host $(HOST) --port $(PORT)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench examples
