@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -1033,4 +1034,42 @@ def test_secrets_reencrypt_is_recorded_in_every_organization(tmp_path: Path) -> 
     assert rows == [
         (with_secret.id, "secrets-reencrypted", route, None, "{}"),
         (without.id, "secrets-reencrypted", route, None, "{}"),
+    ]
+
+
+# --- make serve --------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_serve_plan(*variables: str, **environment: str) -> list[str]:
+    """The commands `make serve` would run (a dry run; the installed venv counts as done)."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "serve", *variables],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **environment},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [line for line in done.stdout.splitlines() if "waypost " in line]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_serve_takes_port_and_host() -> None:
+    assert make_serve_plan() == [
+        ".venv/bin/waypost bootstrap --base-url http://127.0.0.1:8000",
+        ".venv/bin/waypost serve --host 127.0.0.1 --port 8000",
+    ]
+    assert make_serve_plan("PORT=9123", "HOST=0.0.0.0") == [
+        # The printed example reaches a wildcard address on loopback.
+        ".venv/bin/waypost bootstrap --base-url http://127.0.0.1:9123",
+        ".venv/bin/waypost serve --host 0.0.0.0 --port 9123",
+    ]
+    assert make_serve_plan("HOST=::1")[0].endswith("--base-url http://[::1]:8000")
+    # csh exports HOST as the machine's name: only the command line may set it.
+    assert make_serve_plan(HOST="example.org", PORT="9124") == [
+        ".venv/bin/waypost bootstrap --base-url http://127.0.0.1:9124",
+        ".venv/bin/waypost serve --host 127.0.0.1 --port 9124",
     ]
