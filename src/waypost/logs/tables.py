@@ -67,11 +67,12 @@ attempts = sa.Table(
         sa.String(36),
         sa.ForeignKey("logs.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     sa.Column("attempt_at", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # succeeded | failed
     sa.Column("http_status", sa.Integer, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
+    # A log's attempts in order, however many retries a failing receiver has cost it.
+    sa.Index("ix_attempts_log_seq", "log_id", "seq"),
 )

@@ -42,7 +42,8 @@ def upgrade() -> None:
         ["environment_id", "seq"],
         if_not_exists=True,
     )
-    # Its first column leads the new index, which serves every query it served.
+    # Its first column leads the new index, which serves every query it served (so
+    # for ix_attempts_log_id below).
     op.drop_index("ix_destinations_environment_id", table_name="destinations")
     op.create_index(
         "ix_logs_destination_status_seq",
@@ -50,6 +51,8 @@ def upgrade() -> None:
         ["destination_id", "status", "seq"],
         if_not_exists=True,
     )
+    op.create_index("ix_attempts_log_seq", "attempts", ["log_id", "seq"], if_not_exists=True)
+    op.drop_index("ix_attempts_log_id", table_name="attempts")
     op.create_index(
         "ix_outbox_leased",
         "outbox",
@@ -62,6 +65,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_leased", table_name="outbox")
+    op.create_index("ix_attempts_log_id", "attempts", ["log_id"])
+    op.drop_index("ix_attempts_log_seq", table_name="attempts")
     op.drop_index("ix_logs_destination_status_seq", table_name="logs")
     op.create_index("ix_destinations_environment_id", "destinations", ["environment_id"])
     op.drop_index("ix_destinations_environment_seq", table_name="destinations")
