@@ -52,8 +52,9 @@ azurite: $(AZURITE)
 test: lint typecheck $(AZURITE)
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# Long runs that kill processes (a worker SIGKILLed during 2,000 messages); CI runs them.
-chaos: $(DEV_STAMP)
+# Long runs that kill processes (a worker SIGKILLed during 2,000 messages, and one writing
+# 500 messages into Azurite); CI runs them.
+chaos: $(DEV_STAMP) $(AZURITE)
 	WAYPOST_CHAOS=1 $(BIN)/pytest tests/chaos
 
 bench: $(STAMP)
