@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve test chaos lint typecheck bench bench-delivery bench-blob azurite clean
+.PHONY: serve test chaos lint typecheck bench bench-delivery bench-blob bench-growth bench-scale azurite clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,17 @@ bench: $(STAMP)
 # End-to-end delivery against 20 loopback receivers; POSTGRES=postgresql://... adds PostgreSQL.
 bench-delivery: $(STAMP)
 	$(BIN)/python bench/delivery.py $(if $(POSTGRES),--postgres $(POSTGRES))
+
+# Flat latency as tables grow: the hot reads at 1,000 and at 1,000,000 logs (100,000
+# destinations) on SQLite, and on PostgreSQL with POSTGRES=postgresql://... Seeding a
+# million logs takes minutes.
+bench-growth: $(STAMP)
+	$(BIN)/python bench/growth.py $(if $(POSTGRES),--postgres $(POSTGRES))
+
+# Several processes on one PostgreSQL (POSTGRES=..., default the local test server): API
+# throughput with 1 and 2 API processes, delivery with 1 and 2 workers, and where the CPU goes.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(if $(POSTGRES),--postgres $(POSTGRES))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -328,8 +328,11 @@ async def measure(
         took_big: dict[str, list[float]] = {name: [] for name in on_small}
         warm_up = max(10, repeat // 10)
         for n in range(warm_up + repeat):
+            pairs = [(on_small, took_small), (on_big, took_big)]
             for name in on_small:
-                for call, took in ((on_small[name], took_small), (on_big[name], took_big)):
+                # Each goes first every other round: neither gets the warmer caches.
+                for calls_of, took in pairs if n % 2 else pairs[::-1]:
+                    call = calls_of[name]
                     started = time.perf_counter()
                     await call()
                     if n >= warm_up:
