@@ -165,3 +165,39 @@ async def test_the_guard_is_off_outside_write_transactions_and_after_them(db: Da
         async with db.write():
             refuse_inside_write("a call")
     refuse_inside_write("a call after the write")
+
+
+async def test_any_statement_runs_alike_on_both_engines(db: Database) -> None:
+    # On PostgreSQL `execute` compiles and runs on the driver itself: what SQLAlchemy's
+    # execution did must still hold (IN lists, many parameter sets, JSON both ways,
+    # rowcount, text(), the Result methods the stores use).
+    async with db.write() as conn:
+        await conn.execute(
+            parents.insert(),
+            [{"id": i, "name": f"p{i}", "tags": {"n": i}} for i in (1, 2, 3)],
+        )
+        renamed = await conn.execute(
+            parents.update().where(parents.c.id.in_([1, 3])).values(name=parents.c.name + "x")
+        )
+        assert renamed.rowcount == 2
+        returned = await conn.execute(
+            parents.update().where(parents.c.id == 2).values(tags=["t"]).returning(parents.c.tags)
+        )
+        assert returned.scalar_one() == ["t"]
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(parents).order_by(parents.c.id))).all()
+        assert [(r.id, r.name, r.tags) for r in rows] == [
+            (1, "p1x", {"n": 1}),
+            (2, "p2", ["t"]),
+            (3, "p3x", {"n": 3}),
+        ]
+        named = await conn.execute(
+            sa.select(parents.c.name).where(parents.c.id.in_([2, 3])).order_by(parents.c.id)
+        )
+        assert list(named.scalars()) == ["p2", "p3x"]
+        mapped = (await conn.execute(sa.select(parents.c.id).where(parents.c.id == 1))).mappings()
+        assert [dict(m) for m in mapped.all()] == [{"id": 1}]
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(parents)) == 3
+        assert await conn.scalar(sa.text("SELECT :x + 1"), {"x": 41}) == 42
+        nothing = await conn.execute(sa.select(parents).where(parents.c.id == 9))
+        assert nothing.first() is None

@@ -3,6 +3,7 @@ context must be refused when the plan is made, never run half-handled."""
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -55,8 +56,9 @@ async def test_on_postgresql_a_dropped_connection_fails_one_statement_not_the_ne
         try:
             async with db.read() as conn:
                 pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
-            async with db.write() as conn:
-                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            # From outside the pool, as an administrator or a server restart would.
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             with pytest.raises(sa.exc.OperationalError):
                 async with db.read() as conn:
                     await conn.first(one, {})

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import psycopg
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
 log = logging.getLogger("waypost.db")
 
@@ -54,8 +57,9 @@ def refuse_inside_write(what: str) -> None:
 
 
 def driver_url(plain: str) -> sa.URL:
-    """Maps a plain sqlite:// or postgresql:// URL onto the driver Waypost uses: the
-    standard library's sqlite3, and psycopg 3 (one driver, sync and async)."""
+    """Maps a plain sqlite:// or postgresql:// URL onto a synchronous SQLAlchemy engine's
+    driver: the standard library's sqlite3, and psycopg 3 (migrations and scripts; the
+    running server talks to PostgreSQL through asyncpg, see `Database`)."""
     try:
         url = make_url(plain)
     except sa.exc.ArgumentError as exc:
@@ -114,17 +118,18 @@ class Prepared:
     more than a PostgreSQL round trip on loopback. A prepared statement therefore runs
     straight on the driver, on the transaction's own connection: compiled once per
     dialect and set of parameter names (they decide an INSERT's columns), with
-    SQLAlchemy's own type processors applied to parameters and results. Run one with
+    SQLAlchemy's own type processors applied to parameters and results. On PostgreSQL
+    asyncpg also prepares it on the server once per connection. Run one with
     `Connection.first` (one row, also of an INSERT or UPDATE ... RETURNING), `.all` or
     `.run`.
     """
 
     def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
         self.statement = statement
-        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
+        self._plans: dict[tuple[type[sa.Dialect], frozenset[str]], _Plan] = {}
 
     def plan(self, dialect: sa.Dialect, names: frozenset[str]) -> _Plan:
-        key = (dialect.name, names)
+        key = (type(dialect), names)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = _Plan.compile(self.statement, dialect, names)
@@ -135,10 +140,30 @@ _REQUIRED = object()
 Processor = Callable[[Any], Any] | None
 
 
+def _result_shape(
+    statement: sa.Executable, dialect: sa.Dialect
+) -> tuple[tuple[str, ...], tuple[Processor, ...] | None]:
+    """A SELECT's columns, or an INSERT, UPDATE or DELETE's RETURNING columns, and their
+    result processors (None when no column needs converting)."""
+    exported = getattr(statement, "exported_columns", None)
+    if exported is None:  # text(): the driver's column names, as they come
+        return (), None
+    returned = list(exported)
+    columns = tuple(key for key in exported.keys() if key is not None)
+    if len(set(columns)) != len(returned):
+        raise ValueError(f"statements run on the driver need distinct column names: {columns}")
+    results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned)
+    return columns, results if any(results) else None
+
+
+def _bind_processor(param: sa.BindParameter[Any], dialect: sa.Dialect) -> Processor:
+    return param.type.dialect_impl(dialect).bind_processor(dialect)
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     sql: str
-    positional: bool  # SQLite's driver takes a list; psycopg takes names
+    positional: bool  # sqlite3 and asyncpg take a list; a named style takes names
     binds: tuple[tuple[str, Any, Processor], ...]  # name, default or _REQUIRED, processor
     columns: tuple[str, ...]
     results: tuple[Processor, ...] | None  # None when no column needs converting
@@ -160,20 +185,10 @@ class _Plan:
         for name in compiled.positiontup if positional else compiled.binds:
             param = compiled.binds[name]
             default = _REQUIRED if param.required else param.effective_value
-            binds.append((name, default, param.type.dialect_impl(dialect).bind_processor(dialect)))
-        # A SELECT's columns, or an INSERT, UPDATE or DELETE's RETURNING columns.
-        exported = statement.exported_columns
-        returned = list(exported)
-        columns = tuple(key for key in exported.keys() if key is not None)
-        if len(set(columns)) != len(returned):
-            raise ValueError(f"prepared statements need distinct column names: {columns}")
-        results = tuple(
-            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in returned
-        )
-        sql = str(compiled)
+            binds.append((name, default, _bind_processor(param, dialect)))
+        columns, results = _result_shape(statement, dialect)
         returning = bool(columns) and not isinstance(statement, sa.Select)
-        converted = results if any(results) else None
-        return cls(sql, positional, tuple(binds), columns, converted, returning)
+        return cls(str(compiled), positional, tuple(binds), columns, results, returning)
 
     def parameters(self, given: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         values = []
@@ -192,13 +207,25 @@ class _Plan:
         return dict(zip(self.columns, values, strict=True))
 
 
+class Result(IteratorResult[Any]):
+    """The rows of `Connection.execute`, with SQLAlchemy's Result methods (`all`,
+    `first`, `scalar`, `scalar_one`, `scalars`, `mappings`...), and `rowcount`: the rows
+    an INSERT, UPDATE or DELETE touched."""
+
+    def __init__(self, keys: Sequence[str], rows: Iterable[Sequence[Any]], rowcount: int) -> None:
+        super().__init__(SimpleResultMetaData(keys), iter(rows))
+        self.rowcount = rowcount
+
+
 class Connection:
     """What services use inside a transaction, awaited: `execute` and `scalar` for any
     statement, `first` and `run` for a `Prepared` one.
 
-    Two implementations, chosen by the engine: PostgreSQL runs them on an async driver;
-    SQLite runs them inline (see `_InlineConnection`).
+    Two implementations, chosen by the engine: PostgreSQL runs them on asyncpg (see
+    `_PostgresConnection`); SQLite runs them inline (see `_InlineConnection`).
     """
+
+    dialect: sa.Dialect
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
         raise NotImplementedError
@@ -206,7 +233,7 @@ class Connection:
     async def scalar(
         self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
-        raise NotImplementedError
+        return (await self.execute(statement, parameters)).scalar()
 
     async def first(
         self, prepared: Prepared, parameters: Mapping[str, Any]
@@ -226,48 +253,205 @@ class Connection:
 
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
-Result = sa.CursorResult[Any]
 
 
-class _AsyncConnection(Connection):
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-        self._driver: psycopg.AsyncConnection[Any] | None = None
+# --- PostgreSQL -------------------------------------------------------------------------
+
+# The SQL and the type processors of SQLAlchemy's asyncpg dialect; its engine is not used.
+_POSTGRES = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+
+
+def _postgres_error(exc: Exception, sql: str) -> Exception:
+    """The exception SQLAlchemy's own execution would raise (IntegrityError and so on), by
+    the SQLSTATE class, so that callers handle one kind whichever way a statement ran.
+    Anything that is not the server's answer (a lost connection) is an OperationalError."""
+    kind: type[sa.exc.DBAPIError] = sa.exc.OperationalError
+    if isinstance(exc, asyncpg.PostgresError):
+        kind = _SQLSTATE_CLASSES.get((exc.sqlstate or "")[:2], sa.exc.DatabaseError)
+    elif isinstance(exc, asyncpg.DataError):  # a parameter of the wrong type, refused here
+        kind = sa.exc.DataError
+    return kind(sql, None, exc)
+
+
+_SQLSTATE_CLASSES: dict[str, type[sa.exc.DBAPIError]] = {
+    "22": sa.exc.DataError,
+    "23": sa.exc.IntegrityError,
+    "42": sa.exc.ProgrammingError,
+    "0A": sa.exc.NotSupportedError,
+    "XX": sa.exc.InternalError,
+    # Connection trouble, deadlocks and serialization failures, resources, shutdown.
+    **dict.fromkeys(("08", "40", "53", "55", "57", "58"), sa.exc.OperationalError),
+}
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _rowcount(status: str) -> int:
+    """The row count in a command tag (`UPDATE 3`, `INSERT 0 1`); -1 when it has none."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else -1
+
+
+class _PostgresConnection(Connection):
+    """PostgreSQL through asyncpg, without SQLAlchemy's engine: a statement is compiled
+    by SQLAlchemy (its asyncpg dialect and type processors) and run on the driver. That
+    engine's pool checkout, greenlet hand-offs and execution context cost more CPU than
+    the statement itself (bench/api_throughput.py; the figures are in the README)."""
+
+    __slots__ = ("driver",)
+
+    dialect = _POSTGRES
+
+    def __init__(self, driver: asyncpg.Connection) -> None:
+        self.driver = driver
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
-        return await self._conn.execute(statement, parameters)
+        """Any statement, compiled on every call (hot statements are `Prepared`)."""
+        many = parameters is not None and not isinstance(parameters, Mapping)
+        rows: list[Mapping[str, Any]]
+        if parameters is None or isinstance(parameters, Mapping):
+            rows = [parameters or {}]
+        else:
+            rows = list(parameters)
+        compiled: Any = statement.compile(  # type: ignore[attr-defined]
+            dialect=_POSTGRES,
+            column_keys=sorted(rows[0]) if rows else None,
+            # An IN list's values become parameters of their own.
+            compile_kwargs={"render_postcompile": True},
+        )
+        sql = str(compiled)
+        binds = [(name, self._bind(compiled, name)) for name in compiled.positiontup]
+        arguments = [self._arguments(compiled, binds, row) for row in rows]
+        columns, results = _result_shape(statement, _POSTGRES)
+        try:
+            if many:
+                if columns:
+                    raise ValueError("RETURNING with many parameter sets is not supported")
+                await self.driver.executemany(sql, arguments)
+                return Result((), (), -1)
+            if isinstance(statement, sa.Select | sa.TextClause) or columns:
+                records = await self.driver.fetch(sql, *arguments[0])
+            else:
+                status = await self.driver.execute(sql, *arguments[0])
+                return Result((), (), _rowcount(status))
+        except _DRIVER_ERRORS as exc:
+            raise _postgres_error(exc, sql) from exc
+        if not columns and records:
+            columns = tuple(records[0].keys())
+        if results is not None:
+            values: Iterable[Sequence[Any]] = (
+                [p(v) if p is not None else v for p, v in zip(results, r, strict=True)]
+                for r in records
+            )
+        else:
+            values = records
+        return Result(columns, values, len(records))
 
-    async def scalar(
-        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
-    ) -> Any:
-        return await self._conn.scalar(statement, parameters)
+    @staticmethod
+    def _bind(compiled: Any, name: str) -> Processor:
+        param = compiled.binds.get(name)
+        if param is None:  # one value of an IN list, rendered as <name>_<n>
+            param = compiled.binds[name.rpartition("_")[0]]
+        return _bind_processor(param, _POSTGRES)
+
+    @staticmethod
+    def _arguments(
+        compiled: Any, binds: list[tuple[str, Processor]], given: Mapping[str, Any]
+    ) -> list[Any]:
+        given = dict(given)
+        for column in compiled.insert_prefetch:  # a column default SQLAlchemy would supply
+            if column.key not in given:
+                if column.default is None or not column.default.is_scalar:
+                    raise ValueError(f"a default for {column} must be given or constant")
+                given[column.key] = column.default.arg
+        values = compiled.construct_params(given)
+        return [p(values[n]) if p is not None else values[n] for n, p in binds]
 
     async def first(
         self, prepared: Prepared, parameters: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
-        values = await (await self._run(plan, parameters)).fetchone()
+        plan = prepared.plan(_POSTGRES, frozenset(parameters))
+        try:
+            values = await self.driver.fetchrow(plan.sql, *plan.parameters(parameters))
+        except _DRIVER_ERRORS as exc:
+            raise _postgres_error(exc, plan.sql) from exc
         return None if values is None else plan.row(values)
 
     async def all(
         self, prepared: Prepared, parameters: Mapping[str, Any]
     ) -> list[Mapping[str, Any]]:
-        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
-        return [plan.row(values) for values in await (await self._run(plan, parameters)).fetchall()]
+        plan = prepared.plan(_POSTGRES, frozenset(parameters))
+        try:
+            found = await self.driver.fetch(plan.sql, *plan.parameters(parameters))
+        except _DRIVER_ERRORS as exc:
+            raise _postgres_error(exc, plan.sql) from exc
+        return [plan.row(values) for values in found]
 
     async def run(self, prepared: Prepared, parameters: Mapping[str, Any]) -> int:
-        plan = prepared.plan(self._conn.dialect, frozenset(parameters))
-        return (await self._run(plan, parameters)).rowcount
-
-    async def _run(self, plan: _Plan, parameters: Mapping[str, Any]) -> psycopg.AsyncCursor[Any]:
-        if self._driver is None:
-            raw = await self._conn.get_raw_connection()
-            self._driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
-        values = plan.parameters(parameters)
+        plan = prepared.plan(_POSTGRES, frozenset(parameters))
         try:
-            return await self._driver.execute(plan.sql, values)
-        except psycopg.Error as exc:
-            raise _wrapped(exc, plan.sql, psycopg.Error) from exc
+            status = await self.driver.execute(plan.sql, *plan.parameters(parameters))
+        except _DRIVER_ERRORS as exc:
+            raise _postgres_error(exc, plan.sql) from exc
+        return _rowcount(status)
+
+
+async def _setup_connection(driver: asyncpg.Connection) -> None:
+    """JSON comes back decoded, as from SQLAlchemy's asyncpg engine; it goes out as the
+    text SQLAlchemy's JSON bind processor made."""
+    for type_name in ("json", "jsonb"):
+        await driver.set_type_codec(
+            type_name, encoder=str, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def _keep_session(_driver: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is, without asyncpg's reset query (a
+    round trip per request): Waypost sets no session state, takes only transaction-scoped
+    advisory locks, and listens on connections of its own. An open transaction is still
+    rolled back by asyncpg first."""
+
+
+class _PostgresTransaction:
+    """A pooled connection for one read (each statement in autocommit, so no BEGIN and
+    COMMIT round trips) or one write transaction."""
+
+    __slots__ = ("_database", "_driver", "_pool", "_transaction", "_write")
+
+    def __init__(self, database: Database, *, write: bool) -> None:
+        self._database = database
+        self._write = write
+
+    async def __aenter__(self) -> Connection:
+        self._pool = pool = self._database._pool or await self._database._open_pool()
+        try:
+            self._driver = driver = await pool.acquire()
+        except _DRIVER_ERRORS as exc:
+            raise _postgres_error(exc, "(connect)") from exc
+        if self._write:
+            self._transaction = driver.transaction()
+            try:
+                await self._transaction.start()
+            except _DRIVER_ERRORS as exc:
+                await pool.release(driver)
+                raise _postgres_error(exc, "BEGIN") from exc
+        return _PostgresConnection(driver)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        try:
+            if self._write:
+                if exc_type is None:
+                    try:
+                        await self._transaction.commit()
+                    except _DRIVER_ERRORS as exc:
+                        raise _postgres_error(exc, "COMMIT") from exc
+                else:
+                    with contextlib.suppress(*_DRIVER_ERRORS):  # a lost connection
+                        await self._transaction.rollback()
+        finally:
+            await self._pool.release(self._driver)
+
+
+# --- SQLite ---------------------------------------------------------------------------
 
 
 class _InlineConnection(Connection):
@@ -279,10 +463,14 @@ class _InlineConnection(Connection):
 
     def __init__(self, conn: sa.Connection) -> None:
         self.sa = conn
+        self.dialect = conn.dialect
         self.driver: sqlite3.Connection = conn.connection.dbapi_connection  # type: ignore[assignment]
 
     async def execute(self, statement: sa.Executable, parameters: Params = None) -> Result:
-        return self.sa.execute(statement, parameters)
+        done = self.sa.execute(statement, parameters)
+        if not done.returns_rows:
+            return Result((), (), done.rowcount)
+        return Result(tuple(done.keys()), done.all(), done.rowcount)
 
     async def scalar(
         self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
@@ -502,7 +690,7 @@ class Database:
         url = driver_url(plain_url)
         self.dialect = url.get_backend_name()
         self._sync_engine: sa.Engine | None = None
-        self._async_engine: AsyncEngine | None = None
+        self._pool: asyncpg.Pool | None = None
         if self.dialect == "sqlite":
             self._sync_engine = sa.create_engine(url, pool_size=pool_size)
             _sqlite_connection_setup(self._sync_engine)
@@ -512,28 +700,40 @@ class Database:
                 _Checkpointer(url.database) if url.database not in (None, "", ":memory:") else None
             )
         else:
-            # No pre-ping: it would double the round trips of every request. A dropped
-            # connection fails one request and is then replaced by the pool.
-            pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
-            self._async_engine = create_async_engine(url, **pool)
-            # Reads need no BEGIN and COMMIT round trips: each statement stands alone. A
-            # pool of its own keeps its connections in autocommit, rather than switching
-            # each one there and back on every checkout, and has nothing to roll back.
-            self._async_reads = create_async_engine(
-                url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None, **pool
-            )
+            self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._pool_size = pool_size
+            self._opening = asyncio.Lock()
 
-    @asynccontextmanager
-    async def _transaction(self, write: bool) -> AsyncIterator[Connection]:
-        assert self._async_engine is not None
-        engine = self._async_engine if write else self._async_reads
-        async with engine.connect() as conn, conn.begin():
-            yield _AsyncConnection(conn)
+    async def _open_pool(self) -> asyncpg.Pool:
+        """The pool, opened on first use (in the event loop that uses it).
+
+        One pool for reads and writes, of a fixed size: a request holds a connection only
+        for its statements, so a few connections serve many concurrent requests, and a
+        pool that grew and shrank with the load would open a new server process per
+        connection it added (the cost that dominated before). No pre-ping either: it
+        would double the round trips of every request; a dropped connection fails one
+        request and is then replaced."""
+        async with self._opening:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._pool_size,
+                        init=_setup_connection,
+                        reset=_keep_session,
+                        # Every statement Waypost runs, prepared once per connection.
+                        statement_cache_size=500,
+                        server_settings={"application_name": "waypost"},
+                    )
+                except _DRIVER_ERRORS as exc:
+                    raise _postgres_error(exc, "(connect)") from exc
+        return self._pool
 
     def read(self) -> AbstractAsyncContextManager[Connection]:
         if self._sync_engine is not None:
             return self._sqlite_reads
-        return self._transaction(write=False)
+        return _PostgresTransaction(self, write=False)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
@@ -544,7 +744,7 @@ class Database:
                 async with self._sqlite_writes as conn:
                     yield conn
             else:
-                async with self._transaction(write=True) as conn:
+                async with _PostgresTransaction(self, write=True) as conn:
                     yield conn
         finally:
             _in_write.reset(marker)
@@ -560,19 +760,18 @@ class Database:
             if self._checkpointer is not None:
                 self._checkpointer.stop()
             self._sync_engine.dispose()
-        if self._async_engine is not None:
-            await self._async_engine.dispose()
-            await self._async_reads.dispose()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
 
 def _violates(exc: sa.exc.IntegrityError, sqlstate: str, sqlite_names: tuple[str, ...]) -> bool:
     """Whether a constraint error is of one kind, by the engines' codes, not their words."""
     original = exc.orig
-    if isinstance(original, psycopg.Error):
-        return original.sqlstate == sqlstate
     if isinstance(original, sqlite3.Error):
         return getattr(original, "sqlite_errorname", None) in sqlite_names
-    return False
+    # asyncpg's errors, and psycopg's (a synchronous engine), carry the SQLSTATE.
+    return getattr(original, "sqlstate", None) == sqlstate
 
 
 def is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
