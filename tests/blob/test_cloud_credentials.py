@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import (
@@ -37,6 +38,8 @@ from tests.blob.support import (
 from tests.delivery.support import BASE, message, new_source, subscribe, wait_log
 from tests.receivers import Receiver, Reply, Seen, TlsFiles, make_tls_files
 from tests.support import Org, Server, server_for
+from waypost.credentials.tables import auth_credentials
+from waypost.db import Database
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -151,9 +154,36 @@ def test_azure_secrets_are_write_only(org: Org, azurite: Azurite) -> None:
     assert created.json()["payload"]["authCredential"]["hasSasToken"] is True
     answers.append(created)
 
+    # The audit trail says a secret changed, never what it is.
+    audit = api.get(f"{BASE}/organizations/{org.id}/audit-events")
+    assert audit.status_code == 200, audit.text
+    assert "auth-credential-updated" in audit.text
+    answers.append(audit)
+
     for answer in answers:
         for secret in secrets:
             assert secret not in answer.text
+    # At rest, sealed: the database holds neither the token nor the key.
+    stored = stored_secrets(org.server, [sas_id, key_id])
+    assert set(stored) == {"sasToken", "accountKey"}
+    for secret in secrets:
+        assert secret not in repr(stored)
+
+
+def stored_secrets(server: Server, credential_ids: list[str]) -> dict[str, str]:
+    """The credentials' sealed secret fields, as the database holds them."""
+
+    async def read(db: Database) -> dict[str, str]:
+        async with db.read() as conn:
+            result = await conn.execute(
+                sa.select(auth_credentials.c.secrets).where(
+                    auth_credentials.c.id.in_(credential_ids)
+                )
+            )
+            return {name: value for row in result for name, value in row[0].items()}
+
+    found: dict[str, str] = server.run(read)
+    return found
 
 
 # --- OAuth (Entra ID) against Azurite's --oauth basic over HTTPS -------------------------------
