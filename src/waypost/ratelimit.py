@@ -32,6 +32,7 @@ from waypost.runtime.tables import rate_limit_windows as windows
 LIMITED_PREFIXES = ("/platform/", "/v2/")
 LEASE_SHARE = 16  # a lease takes this fraction of what is left (at least one request)
 _PRUNE_EVERY = 10_000
+_MAX_COUNT = 2**31 - 1  # the count column is a 32-bit integer on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ class SlidingWindow:
         # count may reach `room`.
         room = self.limit - lease.previous * overlap
         if lease.left == 0:
-            cap = math.floor(room)
+            cap = min(math.floor(room), _MAX_COUNT)
             want = max(1, (cap - lease.count) // LEASE_SHARE)
             count, granted = await self.counts.claim(key, period, want, cap)
             # Another request of this client may have claimed meanwhile: both leases stand.
