@@ -15,6 +15,7 @@ through the guarded outbound session.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,6 +42,10 @@ from waypost.outbound import GuardRefused
 from waypost.runtime import Runtime
 
 JSON = "application/json"
+
+# The SDK logs every request and response at INFO: about thirty lines per blob. Its
+# failures reach the logs as attempts, in words; keep only its warnings.
+logging.getLogger("azure").setLevel(logging.WARNING)
 NDJSON = "application/x-ndjson"
 
 
@@ -54,7 +59,8 @@ class BlobFile:
 
 def _folder(storage: StorageSettings, delivery: Delivery) -> str:
     day = clock.parse(delivery.created_at)
-    model = delivery.data_model.replace(" ", "_")
+    # Spaces as `_`; a slash would make a folder of its own, so it goes the same way.
+    model = delivery.data_model.replace(" ", "_").replace("/", "_").replace("\\", "_")
     return f"{storage.file_name_prefix or ''}{model}/{day:%Y/%m/%d}/"
 
 
@@ -152,7 +158,7 @@ async def write(
             retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
         return outcome(False, exc.status_code, _explain(exc, target), retry_after)
     except TokenError as exc:
-        return outcome(False, None, f"no way to sign the request: {exc.message}")
+        return outcome(False, None, f"no access token from the auth credential: {exc.message}")
     except TimeoutError:
         return outcome(
             False, None, f"no answer from the storage account within {timeout_seconds:g} s"
@@ -181,7 +187,7 @@ async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) 
     except HttpResponseError as exc:
         return _explain(exc, target)
     except TokenError as exc:
-        return f"no way to sign the request: {exc.message}"
+        return f"no access token from the auth credential: {exc.message}"
     except TimeoutError:
         return f"no answer from the storage account within {timeout_seconds:g} s"
     except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
@@ -200,8 +206,9 @@ def _explain(exc: HttpResponseError, target: DeliveryTarget) -> str:
     container, account = storage.container_name, storage.storage_account_name
     reasons = {
         "AuthorizationPermissionMismatch": (
-            f"the credential may not write to container {container} "
-            "(grant it Storage Blob Data Contributor)"
+            f"the credential may not write to container {container} (an Entra ID "
+            "application needs a role such as Storage Blob Data Contributor; a SAS needs "
+            "create and write permissions)"
         ),
         # Azurite's answer to a wrong key; Azure's when a SAS or network rule forbids it.
         "AuthorizationFailure": (
