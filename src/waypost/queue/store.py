@@ -55,18 +55,20 @@ _append = Prepared(
     .values(is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of")))
     .returning(outbox.c.is_head)
 )
+# A claimed row as `Claimed` has it.
+_CLAIMED = (
+    outbox.c.seq,
+    outbox.c.log_id,
+    outbox.c.destination_id,
+    outbox.c.lane,
+    outbox.c.attempts,
+    outbox.c.next_attempt_id.label("attempt_id"),
+    outbox.c.enqueued_at,
+    outbox.c.batch_size,
+)
 _READY = sa.text("is_head AND NOT held")  # the claim index's own condition, word for word
 _candidates = (
-    sa.select(
-        outbox.c.seq,
-        outbox.c.log_id,
-        outbox.c.destination_id,
-        outbox.c.lane,
-        outbox.c.attempts,
-        outbox.c.next_attempt_id.label("attempt_id"),
-        outbox.c.enqueued_at,
-        outbox.c.batch_size,
-    )
+    sa.select(*_CLAIMED)
     .where(
         _READY,
         outbox.c.due_at <= sa.bindparam("now"),
@@ -101,17 +103,7 @@ _promote = Prepared(
         lease_until=sa.case((_handed_off, sa.bindparam("until")), else_=None),
         lease_owner=sa.case((_handed_off, sa.bindparam("owner")), else_=None),
     )
-    .returning(
-        outbox.c.seq,
-        outbox.c.log_id,
-        outbox.c.destination_id,
-        outbox.c.lane,
-        outbox.c.attempts,
-        outbox.c.next_attempt_id.label("attempt_id"),
-        outbox.c.enqueued_at,
-        outbox.c.batch_size,
-        outbox.c.lease_owner,
-    )
+    .returning(*_CLAIMED, outbox.c.lease_owner)
 )
 _reschedule = Prepared(
     outbox.update()
@@ -143,16 +135,7 @@ _due_now = Prepared(
     .values(due_at=sa.bindparam("at"))
 )
 _followers = Prepared(
-    sa.select(
-        outbox.c.seq,
-        outbox.c.log_id,
-        outbox.c.destination_id,
-        outbox.c.lane,
-        outbox.c.attempts,
-        outbox.c.next_attempt_id.label("attempt_id"),
-        outbox.c.enqueued_at,
-        outbox.c.batch_size,
-    )
+    sa.select(*_CLAIMED)
     .where(outbox.c.lane == sa.bindparam("lane_of"), outbox.c.seq > sa.bindparam("after"))
     .order_by(outbox.c.seq)
     .limit(sa.bindparam("most"))
