@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -125,20 +125,50 @@ def _storage(target: DeliveryTarget) -> StorageSettings:
     return target.cloud_provider_settings.settings
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    status: int | None  # Azure's HTTP status, when it answered
+    error: str  # in words a person can act on
+    retry_after: str | None = None  # Azure's Retry-After on a 429 or 503
+
+
+async def _with_container(
+    rt: Runtime,
+    target: DeliveryTarget,
+    work: Callable[[ContainerClient], Awaitable[None]],
+    *,
+    timeout_seconds: float,
+) -> _Failure | None:
+    """Runs `work` against the destination's container; None, or why it failed."""
+    try:
+        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
+            await work(container)
+    except HttpResponseError as exc:
+        if exc.status_code in (401, 403) and target.auth_credential_id:
+            await rt.tokens.forget(target.auth_credential_id)  # a revoked token: fetch anew
+        retry_after = None
+        if exc.status_code in (429, 503):
+            retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
+        return _Failure(exc.status_code, _explain(exc, target), retry_after)
+    except TokenError as exc:
+        return _Failure(None, f"no access token from the auth credential: {exc.message}")
+    except TimeoutError:
+        return _Failure(None, f"no answer from the storage account within {timeout_seconds:g} s")
+    except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
+        return _Failure(None, _unreachable(exc, rt, target))
+    return None
+
+
 async def write(
     rt: Runtime, target: DeliveryTarget, file: BlobFile, *, timeout_seconds: float
 ) -> Outcome:
     """Creates the blob unless it exists; an existing one is this file written before."""
     started = time.monotonic()
+    status = 201
 
-    def outcome(
-        ok: bool, status: int | None, error: str | None, retry_after: str | None = None
-    ) -> Outcome:
-        elapsed = int((time.monotonic() - started) * 1000)
-        return Outcome(ok, status, error, retry_after, elapsed, file_name=file.name)
-
-    try:
-        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
+    async def upload(container: ContainerClient) -> None:
+        nonlocal status
+        try:
             await container.upload_blob(
                 file.name,
                 file.body,
@@ -146,26 +176,18 @@ async def write(
                 metadata=file.metadata,
                 content_settings=ContentSettings(content_type=file.content_type),
             )
-    except ResourceExistsError as exc:
-        if _code(exc) == "BlobAlreadyExists":
-            return outcome(True, exc.status_code, None)
-        return outcome(False, exc.status_code, _explain(exc, target))
-    except HttpResponseError as exc:
-        if exc.status_code in (401, 403) and target.auth_credential_id:
-            await rt.tokens.forget(target.auth_credential_id)  # a revoked token: fetch anew
-        retry_after = None
-        if exc.status_code in (429, 503):
-            retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
-        return outcome(False, exc.status_code, _explain(exc, target), retry_after)
-    except TokenError as exc:
-        return outcome(False, None, f"no access token from the auth credential: {exc.message}")
-    except TimeoutError:
-        return outcome(
-            False, None, f"no answer from the storage account within {timeout_seconds:g} s"
-        )
-    except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
-        return outcome(False, None, _unreachable(exc, rt, target))
-    return outcome(True, 201, None)
+        except ResourceExistsError as exc:
+            if _code(exc) != "BlobAlreadyExists":
+                raise
+            status = 409  # written before, by an attempt whose answer was lost
+
+    failure = await _with_container(rt, target, upload, timeout_seconds=timeout_seconds)
+    elapsed = int((time.monotonic() - started) * 1000)
+    if failure is None:
+        return Outcome(True, status, None, None, elapsed, file_name=file.name)
+    return Outcome(
+        False, failure.status, failure.error, failure.retry_after, elapsed, file_name=file.name
+    )
 
 
 async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) -> str | None:
@@ -175,23 +197,21 @@ async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) 
     storage = _storage(target)
     name = f"{storage.file_name_prefix or ''}.waypost-verify-{uuid.uuid4()}"
     content = b'{"waypost": "verify"}'
-    try:
-        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
-            blob = container.get_blob_client(name)
-            await blob.upload_blob(content, overwrite=False)
-            read = await (await blob.download_blob()).readall()
-            await blob.delete_blob()
-        if read != content:
-            return f"the probe blob {name} read back different from what was written"
-        return None
-    except HttpResponseError as exc:
-        return _explain(exc, target)
-    except TokenError as exc:
-        return f"no access token from the auth credential: {exc.message}"
-    except TimeoutError:
-        return f"no answer from the storage account within {timeout_seconds:g} s"
-    except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
-        return _unreachable(exc, rt, target)
+    read = b""
+
+    async def round_trip(container: ContainerClient) -> None:
+        nonlocal read
+        blob = container.get_blob_client(name)
+        await blob.upload_blob(content, overwrite=False)
+        read = await (await blob.download_blob()).readall()
+        await blob.delete_blob()
+
+    failure = await _with_container(rt, target, round_trip, timeout_seconds=timeout_seconds)
+    if failure is not None:
+        return failure.error
+    if read != content:
+        return f"the probe blob {name} read back different from what was written"
+    return None
 
 
 async def probe_destination(rt: Runtime, target: DeliveryTarget) -> str | None:
