@@ -75,5 +75,10 @@ bench-growth: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(if $(POSTGRES),--postgres $(POSTGRES))
 
+# Cloud delivery into Azurite: 5,000 messages, single files and batches, with the Azure
+# SDK's own upload rate as the ceiling. The dev extras: tests/azurite.py starts Azurite.
+bench-blob: $(DEV_STAMP) $(AZURITE)
+	$(BIN)/python bench/blob.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
