@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from common import BenchError, new_secret_key, scratch_postgres_database
 from waypost import clock
-from waypost.access import Principal
+from waypost.access import Caller, Principal
 from waypost.auth import service as auth_service
 from waypost.db import Database, driver_url, migrate, new_id
 from waypost.destinations import service as destinations
@@ -74,6 +74,7 @@ class Installation:
     destinations: list[list[str]]  # ids by environment, in creation order
     probe_destination: str = ""
     probe_log: str = ""
+    token: str = ""  # the owner's: GET destination looks it up in its own statement
 
 
 # --- seeding -------------------------------------------------------------------------------
@@ -247,7 +248,9 @@ async def enroll(url: str) -> Installation:
     finally:
         await db.close()
     envs: list[str] = [dev, *others, *(str(e["id"]) for e in extra)]
-    return Installation(url, created.id, created.owner.id, envs, [[] for _ in envs])
+    return Installation(
+        url, created.id, created.owner.id, envs, [[] for _ in envs], token=enrolled.token.token
+    )
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -279,9 +282,8 @@ async def calls(rt: Runtime, inst: Installation) -> dict[str, Call]:
     )
 
     async def get_destination() -> object:
-        return await destinations.get(
-            rt, principal=principal, destination_id=inst.probe_destination
-        )
+        caller = Caller(inst.token, None, None)
+        return await destinations.get(rt, caller=caller, destination_id=inst.probe_destination)
 
     async def first_page() -> object:
         found, _ = await destinations.list_page(

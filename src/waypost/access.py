@@ -51,31 +51,73 @@ class Principal:
 Authenticate = Callable[[Database, str], Awaitable[Identity | None]]
 
 
+NOT_LIVE = "The bearer token is unknown, expired or revoked."
+
+
+def _bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
+    return token.strip()
+
+
+@dataclass(slots=True)
+class Caller:
+    """A request's bearer token before it is looked up. A hot route finds the token's
+    user in its own statement (auth's `callers`), one round trip instead of two; once
+    found, `principal` holds who is calling."""
+
+    token: str
+    request_ip: str | None
+    route: str | None
+    principal: Principal | None = None
+
+    def identified(self, identity: Identity) -> Principal:
+        self.principal = Principal(
+            identity.user_id,
+            identity.organization_id,
+            identity.org_role,
+            self.request_ip,
+            self.route,
+        )
+        return self.principal
+
+    @classmethod
+    def of(cls, request: Request) -> Caller:
+        route = request.scope.get("route")
+        return cls(
+            _bearer_token(request),
+            request.client.host if request.client else None,
+            f"{request.method} {route.path}" if route else request.url.path,
+        )
+
+
 class BearerAuth(HTTPBearer):
     """The security scheme in OpenAPI and the check itself, in one dependency: every
     request looks its token up again, so a revoked token fails on the next request."""
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Send an API token as `Authorization: Bearer <token>`.")
+        caller = Caller.of(request)
         authenticate: Authenticate = request.app.state.authenticate
-        identity = await authenticate(runtime(request).db, token.strip())
+        identity = await authenticate(runtime(request).db, caller.token)
         if identity is None:
-            raise Unauthorized("The bearer token is unknown, expired or revoked.")
-        route = request.scope.get("route")
-        return Principal(
-            user_id=identity.user_id,
-            organization_id=identity.organization_id,
-            org_role=identity.org_role,
-            request_ip=request.client.host if request.client else None,
-            route=f"{request.method} {route.path}" if route else request.url.path,
-        )
+            raise Unauthorized(NOT_LIVE)
+        return caller.identified(identity)
 
 
+class BearerCaller(HTTPBearer):
+    """The same security scheme, with the lookup left to the route's own statement."""
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        return Caller.of(request)
+
+
+_SCHEME = "An API token from `waypost tokens create`."
 CurrentPrincipal = Annotated[
-    Principal,
-    Depends(BearerAuth(description="An API token from `waypost tokens create`.")),
+    Principal, Depends(BearerAuth(scheme_name="BearerAuth", description=_SCHEME))
+]
+CurrentCaller = Annotated[
+    Caller, Depends(BearerCaller(scheme_name="BearerAuth", description=_SCHEME))
 ]
 
 

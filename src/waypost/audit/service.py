@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from waypost import clock
-from waypost.access import Principal, require_org_role
+from waypost.access import Caller, Principal, require_org_role
 from waypost.audit import store
 from waypost.audit.store import EventFilter, EventRow
 from waypost.db import Connection, Database, new_id
@@ -102,23 +102,31 @@ async def record(conn: Connection, actor: Actor, event: Event) -> None:
 @asynccontextmanager
 async def audited_write(
     db: Database,
-    principal: Principal,
+    principal: Principal | Caller,
     event_type: ActionType,
     *,
     record_success: bool = True,
     refusals: tuple[type[ProblemError], ...] = (Forbidden,),
 ) -> AsyncIterator[tuple[Connection, Event]]:
     """A write transaction whose event is recorded inside it. A refusal (by default a
-    403) rolls the change back and is recorded on its own, with status `failed`."""
+    403) rolls the change back and is recorded on its own, with status `failed`. A
+    `Caller` is identified inside the transaction (auth's `callers`), before any refusal."""
     event = Event(event_type)
     try:
         async with db.write() as conn:
             yield conn, event
             if record_success:
-                await record(conn, Actor.of(principal), event)
+                await record(conn, Actor.of(_identified(principal)), event)
     except refusals as exc:
-        await record_failure(db, principal, event, exc.detail)
+        await record_failure(db, _identified(principal), event, exc.detail)
         raise
+
+
+def _identified(who: Principal | Caller) -> Principal:
+    if isinstance(who, Principal):
+        return who
+    assert who.principal is not None, "a caller is identified before anything is recorded"
+    return who.principal
 
 
 async def record_failure(db: Database, principal: Principal, event: Event, reason: str) -> None:

@@ -4,7 +4,7 @@ revocable), registered public keys, and Redox's JWT exchange for five-minute tok
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from waypost import clock
@@ -28,7 +28,7 @@ from waypost.auth.assertions import (
     remember_jti,
     verify_assertion,
 )
-from waypost.auth.store import KeySet, NewToken, TokenRow
+from waypost.auth.store import KeySet, LiveToken, NewToken, TokenRow
 from waypost.crypto import hash_api_token, new_api_token
 from waypost.db import Connection, Database, new_id
 from waypost.http import Invalid, NotFound
@@ -75,18 +75,35 @@ async def authenticate(db: Database, token: str) -> Identity | None:
     `waypost tokens list`, at most once a minute, so a busy token costs no write per
     request."""
     moment = clock.utcnow()
-    now = clock.format(moment)
     async with db.read() as conn:
-        found = await store.live_token(conn, token_hash=hash_api_token(token), now=now)
+        found = await live_token(conn, token, moment)
     if found is None:
         return None
+    stale_before = stale_use(found, moment)
+    if stale_before is not None:
+        async with db.write() as conn:
+            await note_use(conn, found, moment, stale_before)
+    return found.identity
+
+
+async def live_token(conn: Connection, token: str, moment: datetime) -> LiveToken | None:
+    return await store.live_token(conn, token_hash=hash_api_token(token), now=clock.format(moment))
+
+
+def stale_use(found: LiveToken, moment: datetime) -> str | None:
+    """When the token's last use, as stored, is older than its precision: the time before
+    which it counts as stale (for `note_use`); else None, and nothing is written."""
     stale_before = clock.format(moment - LAST_USED_PRECISION)
     if found.last_used_at is None or found.last_used_at < stale_before:
-        async with db.write() as conn:
-            await store.touch_token(
-                conn, token_id=found.token_id, now=now, stale_before=stale_before
-            )
-    return found.identity
+        return stale_before
+    return None
+
+
+async def note_use(conn: Connection, found: LiveToken, moment: datetime, stale_before: str) -> None:
+    """Inside the caller's write: the token's last use is now."""
+    await store.touch_token(
+        conn, token_id=found.token_id, now=clock.format(moment), stale_before=stale_before
+    )
 
 
 async def issue_token(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from waypost.access import CurrentPrincipal
+from waypost.access import CurrentCaller, CurrentPrincipal
 from waypost.destinations import service
 from waypost.destinations.schemas import (
     DestinationCreate,
@@ -36,11 +36,11 @@ DestinationId = Annotated[str, Path(alias="destinationId")]
 async def create_destination(
     environment_id: EnvironmentId,
     body: DestinationCreate,
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     request: Request,
 ) -> Response:
     destination = await service.create(
-        runtime(request), principal=principal, environment_id=environment_id, body=body
+        runtime(request), caller=caller, environment_id=environment_id, body=body
     )
     return envelope(DestinationPayload(destination=destination), status=201)
 
@@ -79,12 +79,10 @@ async def list_destinations(
 )
 async def get_destination(
     destination_id: DestinationId,
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     request: Request,
 ) -> Response:
-    destination = await service.get(
-        runtime(request), principal=principal, destination_id=destination_id
-    )
+    destination = await service.get(runtime(request), caller=caller, destination_id=destination_id)
     return envelope(DestinationPayload(destination=destination))
 
 

@@ -11,9 +11,11 @@ from cryptography.exceptions import InvalidTag
 from pydantic import JsonValue
 
 from waypost import clock
-from waypost.access import Action, Principal, require_environment_role, require_org_role
+from waypost.access import Action, Caller, Principal, require_environment_role, require_org_role
 from waypost.audit import service as audit
 from waypost.audit.service import Event, audited_write, record_failure
+from waypost.auth import callers
+from waypost.auth.callers import Lookup
 from waypost.crypto import SecretBox, SecretKeyError
 from waypost.db import (
     Connection,
@@ -125,19 +127,20 @@ def _same_token(rt: Runtime, row: DestinationRow, token: str | None) -> bool:
 
 
 async def create(
-    rt: Runtime, *, principal: Principal, environment_id: str, body: DestinationCreate
+    rt: Runtime, *, caller: Caller, environment_id: str, body: DestinationCreate
 ) -> DestinationOut:
-    if body.endpoint is not None and body.cloud_provider_settings is not None:
-        raise Invalid(
-            "cloudProviderSettings",
-            "a destination is either a URL (endpoint) or cloud storage, not both",
-        )
     destination_id = str(body.id) if body.id else new_id()
     created = clock.now()
-    async with audited_write(rt.db, principal, "destination-created") as (conn, event):
-        environment = await environment_access(
-            conn, principal, environment_id, Action.WRITE, what=_WHAT
+    async with audited_write(rt.db, caller, "destination-created") as (conn, event):
+        # The token's lookup rides on the environment's (auth's `callers`).
+        environment = await callers.environment_access(
+            conn, Lookup(caller), environment_id, Action.WRITE, what=_WHAT
         )
+        if body.endpoint is not None and body.cloud_provider_settings is not None:
+            raise Invalid(
+                "cloudProviderSettings",
+                "a destination is either a URL (endpoint) or cloud storage, not both",
+            )
         flag = environment.flag
         if body.environment is not None:
             given_id = body.environment.id
@@ -201,9 +204,17 @@ async def list_page(
     return [DestinationOut.of(r, flag) for r in page], next_cursor
 
 
-async def get(rt: Runtime, *, principal: Principal, destination_id: str) -> DestinationOut:
-    async with rt.db.read() as conn:
-        found = await _access(conn, principal, destination_id, Action.READ)
+async def get(rt: Runtime, *, caller: Caller, destination_id: str) -> DestinationOut:
+    """One statement: the token's user, the destination and the caller's role there."""
+    lookup = Lookup(caller)
+    key = canonical_id(destination_id)
+    found, row = None, None
+    if key is not None:
+        async with rt.db.read() as conn:
+            found, row = await store.locate_by_token(conn, lookup, destination_id=key)
+    await lookup.settle(rt.db, row)
+    require_environment_role(found.role if found else None, Action.READ, what=_WHAT)
+    assert found is not None  # require_environment_role refuses a missing role
     return DestinationOut.of(found.row, found.flag)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import JsonValue
 
+from waypost.auth.callers import Lookup, by_token
 from waypost.db import Connection, Prepared
 from waypost.destinations.delivery_settings import DeliverySettings, effective
 from waypost.destinations.tables import destinations
@@ -79,6 +80,19 @@ _by_id = with_environment(
     of_caller_organization=True,
 ).where(destinations.c.id == sa.bindparam("destination_id"))
 _read_access = Prepared(_by_id)
+# The same for the user behind the request's bearer token (auth's `callers`): one
+# statement authenticates, finds the row and checks access.
+_read_access_by_token = Prepared(
+    by_token(
+        lambda user: with_environment(
+            sa.select(destinations),
+            destinations.c.environment_id,
+            caller=True,
+            of_caller_organization=True,
+            caller_user=user,
+        ).where(destinations.c.id == sa.bindparam("destination_id"))
+    )
+)
 _write_access = Prepared(_by_id.with_for_update(of=destinations))
 _target = Prepared(
     with_environment(sa.select(destinations), destinations.c.environment_id).where(
@@ -152,6 +166,19 @@ async def locate(
     if found is None:
         return None
     return Located(_row(found), EnvironmentFlag(found["flag"]), found["role"])
+
+
+async def locate_by_token(
+    conn: Connection, lookup: Lookup, *, destination_id: str
+) -> tuple[Located | None, Mapping[str, Any] | None]:
+    """`locate` for a read, with the token's lookup: the destination (None without a role
+    there), and the row for `Lookup.settle` (None: no such destination, or no live token)."""
+    found = await conn.first(
+        _read_access_by_token, {**lookup.parameters, "destination_id": destination_id}
+    )
+    if found is None:
+        return None, None
+    return Located(_row(found), EnvironmentFlag(found["flag"]), found["role"]), found
 
 
 @dataclass(frozen=True, slots=True)

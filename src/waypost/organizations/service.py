@@ -26,13 +26,24 @@ from waypost.organizations.store import (
     EnvironmentRow,
     OrganizationRow,
     UserRow,
+    access_from,
+    caller_from,
+    environment_with_role_of,
     identity_from,
     identity_of,
     with_environment,
 )
 
 # For the joins above; the rest is used as `service.name`.
-__all__ = ["identity_from", "identity_of", "with_environment"]
+__all__ = [
+    "EnvironmentAccess",
+    "access_from",
+    "caller_from",
+    "environment_with_role_of",
+    "identity_from",
+    "identity_of",
+    "with_environment",
+]
 
 MAX_ORGANIZATION_ID = 2**31 - 1  # the integer column's range on PostgreSQL
 
@@ -100,6 +111,13 @@ async def environment_access(
             user_id=principal.user_id,
             organization_id=principal.organization_id,
         )
+    return checked_access(found, action, what=what)
+
+
+def checked_access(
+    found: EnvironmentAccess | None, action: Action, *, what: str
+) -> EnvironmentAccess:
+    """The environment found, if the caller's role there allows `action`."""
     if found is None or found.role is None:
         raise NotFound("No environment with this id is visible to you.")
     require_environment_role(found.role, action, what=what)

@@ -64,17 +64,26 @@ def _user(row: sa.RowMapping) -> UserRow:
     )
 
 
+def _role_of(user_id: sa.ColumnElement[str]) -> sa.Label[Any]:
+    """The role of the user `user_id` in the environment of the row being queried."""
+    return (
+        sa.select(environment_roles.c.role)
+        .where(
+            environment_roles.c.environment_id == environments.c.id,
+            environment_roles.c.user_id == user_id,
+        )
+        .scalar_subquery()
+        .label("role")
+    )
+
+
 # The caller's role in the environment of the row being queried: features join this
 # into their own lookups, so that one statement finds a resource and checks access.
-caller_role = (
-    sa.select(environment_roles.c.role)
-    .where(
-        environment_roles.c.environment_id == environments.c.id,
-        environment_roles.c.user_id == sa.bindparam("user_id"),
-    )
-    .scalar_subquery()
-    .label("role")
-)
+caller_role = _role_of(sa.bindparam("user_id"))
+
+# The caller's identity as `with_environment(caller_user=...)` selects it.
+CALLER_COLUMNS = ("caller_user_id", "caller_organization_id", "caller_org_role")
+_CALLER_IDENTITY = (users.c.id, users.c.organization_id, users.c.org_role)
 
 
 def with_environment(
@@ -84,24 +93,56 @@ def with_environment(
     caller: bool = False,
     organization: bool = False,
     of_caller_organization: bool = False,
+    caller_user: sa.ColumnElement[str] | None = None,
 ) -> sa.Select[Any]:
     """Another feature's lookup with its row's environment joined in: the `flag` column,
     with `caller` the caller's environment `role` (parameter `user_id`), with
     `organization` the `organization_id` column, and with `of_caller_organization` only
     rows of the caller's organization (parameter `organization_id`).
 
+    `caller_user` names the caller by a column instead (auth's token lookup, folded into
+    the same statement): the two parameters become that user's own columns, and the
+    caller's identity comes along (`CALLER_COLUMNS`, read with `caller_from`).
+
     The one deliberate exception to "a feature reads only its own tables": one statement
     both finds a resource and checks access, rather than two round trips per request."""
     query = query.join(environments, environments.c.id == environment_id).add_columns(
         environments.c.flag
     )
+    user_id: sa.ColumnElement[Any] = sa.bindparam("user_id")
+    organization_id: sa.ColumnElement[Any] = sa.bindparam("organization_id")
+    if caller_user is not None:
+        user_id, organization_id = users.c.id, users.c.organization_id
+        query = query.add_columns(
+            *(c.label(name) for c, name in zip(_CALLER_IDENTITY, CALLER_COLUMNS, strict=True))
+        ).where(users.c.id == caller_user)
     if organization:
         query = query.add_columns(environments.c.organization_id)
     if caller:
-        query = query.add_columns(caller_role)
+        query = query.add_columns(caller_role if caller_user is None else _role_of(user_id))
     if of_caller_organization:
-        query = query.where(environments.c.organization_id == sa.bindparam("organization_id"))
+        query = query.where(environments.c.organization_id == organization_id)
     return query
+
+
+def caller_from(row: Mapping[str, Any]) -> Identity:
+    """The caller's identity in a row selected with `with_environment(caller_user=...)`."""
+    return Identity(*(row[name] for name in CALLER_COLUMNS))
+
+
+def environment_with_role_of(caller_user: sa.ColumnElement[str]) -> sa.Select[Any]:
+    """The environment `environment_id` (parameter) in the caller's organization, with the
+    caller's role there and identity (`caller_from`); the caller named by a column."""
+    return sa.select(
+        environments.c.id,
+        environments.c.flag,
+        _role_of(users.c.id),
+        *(c.label(name) for c, name in zip(_CALLER_IDENTITY, CALLER_COLUMNS, strict=True)),
+    ).where(
+        environments.c.id == sa.bindparam("environment_id"),
+        environments.c.organization_id == users.c.organization_id,
+        users.c.id == caller_user,
+    )
 
 
 _environment_with_role = Prepared(
@@ -112,6 +153,11 @@ _environment_with_role = Prepared(
 )
 
 
+def access_from(row: Mapping[str, Any]) -> EnvironmentAccess:
+    role = None if row["role"] is None else EnvRole(row["role"])
+    return EnvironmentAccess(row["id"], EnvironmentFlag(row["flag"]), role)
+
+
 async def environment_with_role(
     conn: Connection, *, environment_id: str, user_id: str, organization_id: int
 ) -> EnvironmentAccess | None:
@@ -119,10 +165,7 @@ async def environment_with_role(
         _environment_with_role,
         {"environment_id": environment_id, "user_id": user_id, "organization_id": organization_id},
     )
-    if row is None:
-        return None
-    role = None if row["role"] is None else EnvRole(row["role"])
-    return EnvironmentAccess(row["id"], EnvironmentFlag(row["flag"]), role)
+    return None if row is None else access_from(row)
 
 
 async def environment(
