@@ -145,7 +145,13 @@ def test_bounds_are_accepted() -> None:
 
 # --- over HTTP ----------------------------------------------------------------------------
 
-URL_DEFAULT = {"mode": "fifo", "concurrency": 1, "orderingKey": None, "maxRetrySeconds": None}
+URL_DEFAULT = {
+    "mode": "fifo",
+    "concurrency": 1,
+    "orderingKey": None,
+    "maxRetrySeconds": None,
+    "batch": None,
+}
 ENDPOINT = "https://receiver.example.org/hook"
 
 
@@ -180,6 +186,7 @@ def test_patch_replaces_given_keys_and_keeps_the_others(org: Org) -> None:
             "concurrency": 5,
             "orderingKey": None,
             "maxRetrySeconds": 600,
+            "batch": None,
         }
         # A key set to null goes back to its default; the rest stay.
         changed = destination_of(patch(api, created["id"], delivery={"concurrency": None}))
