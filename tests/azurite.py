@@ -93,9 +93,7 @@ def running_azurite(
         command += ["--oauth", "basic"]
     output = workdir / "azurite.out"
     with output.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, process, output)
         yield Azurite(port, "https" if tls is not None else "http")
