@@ -60,11 +60,17 @@ def destination(api: httpx.Client, env_id: str, **fields: Any) -> httpx.Response
 # --- strategies -----------------------------------------------------------------------------
 
 
-def test_strategies_are_the_four_waypost_can_use(org: Org) -> None:
+def test_strategies_are_the_six_waypost_can_use(org: Org) -> None:
     viewer = org.user(Development="viewer")
     with org.client(viewer) as api:
         strategies = payload(api.get(f"{API}/authcredentials/strategies"))["strategies"]
-    assert set(strategies) == {OAUTH, SMART, API_KEY, BASIC}
+    assert set(strategies) == {OAUTH, SMART, API_KEY, BASIC, "AzureSharedKey", "AzureSAS"}
+    for azure, secret in (("AzureSharedKey", "accountKey"), ("AzureSAS", "sasToken")):
+        assert strategies[azure] == {
+            "availableFields": [secret],
+            "requiredFields": [secret],
+            "secretFields": [secret],
+        }
     for described in strategies.values():
         assert set(described) == {"availableFields", "requiredFields", "secretFields"}
         assert set(described["requiredFields"]) <= set(described["availableFields"])

@@ -269,7 +269,10 @@ def test_a_log_outside_your_environments_is_not_found(org: Org, other_org: Org) 
         assert_problem(api.get(log_url(org.id, str(uuid.uuid4()))), 404)
         assert_problem(api.get(log_url(org.id, "not-a-uuid")), 404)
         assert_problem(api.get(log_url("x", written.log_id)), 404)
-        assert_invalid(
-            api.get(log_url(org.id, written.log_id), params={"dataMode": "x"}), "dataMode"
+        # A filter value outside its set is a 400 naming the allowed values (issue 13).
+        refused = assert_problem(
+            api.get(log_url(org.id, written.log_id), params={"dataMode": "x"}), 400
         )
+        assert [e["field"] for e in refused["errors"]] == ["dataMode"]
+        assert "realtime" in refused["detail"]
         assert api.get(log_url(org.id, written.log_id)).status_code == 200
