@@ -7,7 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
-from tests.azurite import Azurite
+from tests.azurite import ACCOUNT_KEY, Azurite
 from tests.blob.support import (
     blobs,
     cloud_destination,
@@ -222,3 +222,24 @@ def test_verify_refuses_a_cloud_destination_without_a_credential_or_with_url_fie
     )
     assert answer.status_code == 422, answer.text
     assert [e["field"] for e in answer.json()["errors"]] == ["verificationToken"]
+
+
+def test_a_corrected_account_key_applies_to_messages_already_waiting(
+    org: Org, azurite: Azurite
+) -> None:
+    """The worker keeps a container client per destination; a credential that changes
+    reaches it (within a second), and the waiting message is written."""
+    container = new_container(azurite)
+    credential_id = shared_key(org, key="d3JvbmcgYWNjb3VudCBrZXkgd3Jvbmcgd3Jvbmcgd3Jvbmc=")
+    destination = cloud_destination(org, container.container_name, credential_id)
+    source = new_source(org)
+    subscribe(org, source, destination["id"])
+    log_id = send_ok(source, message(1))
+    assert wait_for_attempts(org, log_id, 2)["status"] == "pending"
+
+    fixed = org.client().patch(
+        f"{BASE}/authcredentials/{credential_id}", json={"accountKey": ACCOUNT_KEY}
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert wait_log(org, log_id, "succeeded", timeout=60)["fileName"]
+    assert len(blobs(container)) == 1

@@ -63,6 +63,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: Counter[str] = Counter()
         self._targets: dict[str, _Cached] = {}
+        self._containers = blob.Containers(ttl_seconds=SETTINGS_TTL_SECONDS)
         settings = rt.settings
         self._timeout = settings.delivery_timeout_seconds
         # Longer than anything an attempt may take (a credential's token, then the send),
@@ -221,12 +222,14 @@ class Worker:
         storage = target.cloud_provider_settings
         batch = target.delivery.batch
         followers: list[queue.Claimed] = []
-        if storage is not None and batch is not None:
-            followers, file = await self._batch(row, delivery, storage.settings, batch)
-            outcome = await blob.write(self.rt, target, file, timeout_seconds=self._timeout)
-        elif storage is not None:
-            file = blob.single_file(storage.settings, delivery, row.attempt_id)
-            outcome = await blob.write(self.rt, target, file, timeout_seconds=self._timeout)
+        if storage is not None:
+            if batch is not None:
+                followers, file = await self._batch(row, delivery, storage.settings, batch)
+            else:
+                file = blob.single_file(storage.settings, delivery, row.attempt_id)
+            outcome = await blob.write(
+                self.rt, target, file, timeout_seconds=self._timeout, containers=self._containers
+            )
         else:
             outcome = await http_sender.send(
                 self.rt, target, delivery, row.attempt_id, timeout_seconds=self._timeout

@@ -102,6 +102,28 @@ def account_url(rt: Runtime, storage: StorageSettings) -> str:
     return rt.settings.azure_blob_endpoint.format(account=storage.storage_account_name)
 
 
+class Containers:
+    """The worker's container clients, one per destination, each rebuilt after
+    `ttl_seconds` so that a changed credential or setting applies within that time (as the
+    worker's destination settings do). Building one loads and opens the credential and
+    assembles the SDK's pipeline: too much to do per message."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl = ttl_seconds
+        self._clients: dict[str, tuple[float, tuple[object, ...], ContainerClient]] = {}
+
+    async def get(self, rt: Runtime, target: DeliveryTarget) -> ContainerClient:
+        storage = _storage(target)
+        key = (target.auth_credential_id, account_url(rt, storage), storage.container_name)
+        now = time.monotonic()
+        cached = self._clients.get(target.id)
+        if cached is not None and cached[1] == key and now - cached[0] < self._ttl:
+            return cached[2]
+        client = await _container(rt, target)
+        self._clients[target.id] = (now, key, client)
+        return client
+
+
 async def _container(rt: Runtime, target: DeliveryTarget) -> ContainerClient:
     """A client for the destination's container, signed with its credential. Raises
     TokenError when there is no credential or it cannot sign."""
@@ -138,11 +160,17 @@ async def _with_container(
     work: Callable[[ContainerClient], Awaitable[None]],
     *,
     timeout_seconds: float,
+    containers: Containers | None = None,
 ) -> _Failure | None:
-    """Runs `work` against the destination's container; None, or why it failed."""
+    """Runs `work` against the destination's container (a client from `containers`, or
+    one for this call alone); None, or why it failed."""
     try:
-        async with asyncio.timeout(timeout_seconds), await _container(rt, target) as container:
-            await work(container)
+        async with asyncio.timeout(timeout_seconds):
+            if containers is not None:
+                await work(await containers.get(rt, target))
+            else:
+                async with await _container(rt, target) as container:
+                    await work(container)
     except HttpResponseError as exc:
         if exc.status_code in (401, 403) and target.auth_credential_id:
             await rt.tokens.forget(target.auth_credential_id)  # a revoked token: fetch anew
@@ -160,7 +188,12 @@ async def _with_container(
 
 
 async def write(
-    rt: Runtime, target: DeliveryTarget, file: BlobFile, *, timeout_seconds: float
+    rt: Runtime,
+    target: DeliveryTarget,
+    file: BlobFile,
+    *,
+    timeout_seconds: float,
+    containers: Containers | None = None,
 ) -> Outcome:
     """Creates the blob unless it exists; an existing one is this file written before."""
     started = time.monotonic()
@@ -181,7 +214,9 @@ async def write(
                 raise
             status = 409  # written before, by an attempt whose answer was lost
 
-    failure = await _with_container(rt, target, upload, timeout_seconds=timeout_seconds)
+    failure = await _with_container(
+        rt, target, upload, timeout_seconds=timeout_seconds, containers=containers
+    )
     elapsed = int((time.monotonic() - started) * 1000)
     if failure is None:
         return Outcome(True, status, None, None, elapsed, file_name=file.name)
