@@ -433,3 +433,21 @@ def test_another_organizations_environments_are_404(org: Org, other_org: Org) ->
 def test_malformed_or_impossible_organization_id_is_404(org: Org, org_id: str) -> None:
     with org.client() as api:
         assert_problem(api.get(environments_url(org_id)), 404)
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wp_not-a-token", "Basic dXNlcjpwYXNz"], ids=str
+)
+def test_an_unknown_caller_gets_401_before_any_word_about_the_body(
+    org: Org, authorization: str | None
+) -> None:
+    """Create and get find their caller in their own statement, after the body is read;
+    a body that breaks a rule must still not answer an unknown caller with a 422."""
+    headers = {"Authorization": authorization} if authorization else {}
+    with httpx.Client(base_url=org.server.base_url, headers=headers) as anonymous:
+        refused = anonymous.post(env_destinations(org.dev), json={"name": 7, "bogus": True})
+    assert refused.status_code == 401, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    with org.client() as api:
+        told = api.post(env_destinations(org.dev), json={"name": 7, "bogus": True})
+    assert told.status_code == 422, told.text

@@ -92,6 +92,26 @@ class Caller:
         )
 
 
+async def unknown_caller(request: Request) -> Unauthorized | None:
+    """For a request whose body broke a rule: a 401 when its route authenticates the
+    caller itself (`CurrentCaller`, looked up only after the body is read) and the token
+    is missing or not live; else None, and the body's problem is told."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not any(
+        isinstance(d.call, BearerCaller) for d in dependant.dependencies
+    ):
+        return None
+    try:
+        token = _bearer_token(request)
+    except Unauthorized as refusal:
+        return refusal
+    authenticate: Authenticate = request.app.state.authenticate
+    if await authenticate(runtime(request).db, token) is None:
+        return Unauthorized(NOT_LIVE)
+    return None
+
+
 class BearerAuth(HTTPBearer):
     """The security scheme in OpenAPI and the check itself, in one dependency: every
     request looks its token up again, so a revoked token fails on the next request."""

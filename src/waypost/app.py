@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
 from waypost import __version__
+from waypost.access import unknown_caller
 from waypost.audit.router import router as audit_router
 from waypost.auth.router import router as auth_router
 from waypost.auth.service import authenticate
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.authenticate = authenticate
     app.state.exchange_other_clients = sources_platform_exchange
-    install_error_handlers(app)
+    install_error_handlers(app, caller_check=unknown_caller)
     # The send API takes messages up to Redox's quota; the Platform API, small bodies.
     app.add_middleware(BodySizeLimit, larger={"/endpoint": settings.max_message_bytes})
     if settings.rate_limit_requests:
