@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # storageAccountName. Point it at Azurite (http://127.0.0.1:10000/{account}) to try
     # cloud delivery without Azure.
     azure_blob_endpoint: str = "https://{account}.blob.core.windows.net"
+    # A batch file holds at most this many bytes of messages (as accepted; at least one
+    # message), so that a batch of large messages stays one request and bounded memory.
+    max_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     @field_validator("azure_blob_endpoint")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.azurite import Azurite
 from tests.blob.support import (
+    blobs,
     cloud_destination,
     duckdb_rows,
     new_container,
@@ -22,7 +24,7 @@ from tests.blob.support import (
 )
 from tests.delivery.support import BASE, message, new_source, subscribe, wait_log
 from tests.receivers import receiving
-from tests.support import Org
+from tests.support import Org, Server, server_for
 
 
 def _batched(max_messages: int, max_seconds: int) -> dict[str, Any]:
@@ -167,3 +169,35 @@ def test_a_url_destination_cannot_batch(org: Org) -> None:
         )
     assert answer.status_code == 422, answer.text
     assert [e["field"] for e in answer.json()["errors"]] == ["delivery.batch"]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def small_batches(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, azurite: Azurite
+) -> Iterator[Server]:
+    """Batch files of at most 10 KB of messages."""
+    yield from server_for(
+        request,
+        tmp_path_factory,
+        "small-batches",
+        azure_blob_endpoint=azurite.endpoint_template,
+        retry_scale=0.001,
+        max_batch_bytes=10_000,
+    )
+
+
+def test_a_batch_file_stops_at_max_batch_bytes(small_batches: Server, azurite: Azurite) -> None:
+    org = small_batches.new_org()
+    container = new_container(azurite)
+    destination = cloud_destination(
+        org, container.container_name, shared_key(org), delivery=_batched(10, 1)
+    )
+    source = new_source(org)
+    subscribe(org, source, destination["id"])
+    padding = "x" * 3000  # about 3.2 KB a message: three fit in 10 KB, four do not
+    log_ids = [send_ok(source, message(n, padding=padding)) for n in range(7)]
+    for log_id in log_ids:
+        wait_log(org, log_id, "succeeded")
+    files = blobs(container)
+    assert sorted(len(_lines(c)) for c in files.values()) == [1, 3, 3]
+    assert sum(len(c) for c in files.values()) > 7 * 3000

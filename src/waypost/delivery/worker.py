@@ -243,7 +243,9 @@ class Worker:
         storage: StorageSettings,
         batch: Batch,
     ) -> tuple[list[queue.Claimed], blob.BlobFile]:
-        """Leases the rows that go with a batch head, and makes their file."""
+        """Leases the rows that go with a batch head, and makes their file. A first
+        attempt takes what fits in `max_batch_bytes` (at least the head), and the batch
+        keeps that size for its retries."""
         async with self.rt.db.write() as conn:
             followers = await queue.take_batch(
                 conn,
@@ -252,8 +254,17 @@ class Worker:
                 until=clock.after(self._lease_seconds),
                 most=batch.max_messages,
             )
-        async with self.rt.db.read() as conn:
             found = await logs.deliveries(conn, [r.log_id for r in followers])
+            if head.batch_size is None:
+                size = len(delivery.body)
+                keep = 0
+                for row in followers:
+                    size += len(found[row.log_id].body) if row.log_id in found else 0
+                    if size > self.rt.settings.max_batch_bytes:
+                        break
+                    keep += 1
+                await queue.keep_batch(conn, head, followers, keep, owner=self.owner)
+                followers = followers[:keep]
         lines = [(delivery, head.attempt_id)]
         lines += [(found[r.log_id], r.attempt_id) for r in followers if r.log_id in found]
         return followers, blob.batch_file(storage, lines)

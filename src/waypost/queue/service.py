@@ -34,6 +34,7 @@ __all__ = [
     "drop",
     "enqueue",
     "finish",
+    "keep_batch",
     "lane_for",
     "next_moment",
     "pending",
@@ -115,8 +116,15 @@ async def take_batch(
     conn: Connection, head: Claimed, *, owner: str, until: str, most: int
 ) -> list[Claimed]:
     """The rows that go with a claimed batch head (leased to `owner` until `until`): the
-    same ones as its earlier attempt, or up to `most - 1` on its first."""
+    same ones as its earlier attempt, or up to `most - 1` on its first, when `keep_batch`
+    then fixes how many of them it takes."""
     return await store.take_batch(conn, head, owner=owner, until=until, most=most)
+
+
+async def keep_batch(
+    conn: Connection, head: Claimed, followers: Sequence[Claimed], keep: int, *, owner: str
+) -> None:
+    await store.keep_batch(conn, head, followers, keep, owner=owner)
 
 
 async def finish(

@@ -149,6 +149,7 @@ _ours = sa.and_(
     outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner")
 )
 _remove_follower = Prepared(outbox.delete().where(_ours))
+_release = Prepared(outbox.update().where(_ours).values(lease_until=None, lease_owner=None))
 _reset_follower = Prepared(
     outbox.update()
     .where(_ours)
@@ -233,16 +234,24 @@ async def take_batch(
     conn: Connection, head: Claimed, *, owner: str, until: str, most: int
 ) -> list[Claimed]:
     """Leases the rows that follow a claimed batch head: as many as its first attempt
-    took, or up to `most - 1` on its first attempt (whose size is then kept)."""
+    took, or up to `most - 1` on its first attempt (then `keep_batch` says how many)."""
     size = head.batch_size or most
     rows = await conn.all(
         _followers, {"lane_of": head.lane, "after": head.seq, "most": max(size - 1, 0)}
     )
     followers = [Claimed(**row) for row in rows]
     await lease(conn, followers, owner=owner, until=until)
-    if head.batch_size is None:
-        await conn.run(_sized, {"row_seq": head.seq, "owner": owner, "size": 1 + len(followers)})
     return followers
+
+
+async def keep_batch(
+    conn: Connection, head: Claimed, followers: Sequence[Claimed], keep: int, *, owner: str
+) -> None:
+    """A first attempt's batch is the head and its first `keep` followers, for every
+    attempt to come; the rest go back to waiting."""
+    await conn.run(_sized, {"row_seq": head.seq, "owner": owner, "size": 1 + keep})
+    for row in followers[keep:]:
+        await conn.run(_release, {"row_seq": row.seq, "owner": owner})
 
 
 async def remove_followers(conn: Connection, followers: Sequence[Claimed], *, owner: str) -> None:
