@@ -16,11 +16,12 @@ from waypost.access import unknown_caller
 from waypost.audit.router import router as audit_router
 from waypost.auth.router import router as auth_router
 from waypost.auth.service import authenticate
+from waypost.credentials import service as credentials
 from waypost.credentials.router import router as credentials_router
 from waypost.delivery.senders import blob as blob_sender
 from waypost.delivery.worker import Worker
+from waypost.destinations import collaborators as destinations
 from waypost.destinations.router import router as destinations_router
-from waypost.destinations.verification import use_cloud_probe
 from waypost.http import (
     BodySizeLimit,
     install_error_handlers,
@@ -47,7 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Checked now, so that a missing key fails here rather than at start-up.
     box = secret_box(settings)
-    use_cloud_probe(blob_sender.probe_destination)
+    destinations.connect(
+        cloud_probe=blob_sender.probe_destination, credential_fit=credentials.fit_for_destination
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

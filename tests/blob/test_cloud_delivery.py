@@ -155,16 +155,37 @@ def test_a_wrong_account_key_is_a_failed_attempt_saying_so(org: Org, azurite: Az
     assert blobs(container) == {}
 
 
-def test_a_url_credential_cannot_sign_for_a_container(org: Org, azurite: Azurite) -> None:
-    container = new_container(azurite)
+def test_a_credential_of_the_other_kind_is_refused_when_attached(
+    org: Org, azurite: Azurite
+) -> None:
+    """A BasicAuth credential cannot sign for a container, nor an account key for a URL
+    receiver: 422 naming authCredential on create and on PATCH, not failed attempts later."""
     basic = credential(org, "BasicAuth", username="u", password="p")
-    destination = cloud_destination(org, container.container_name, basic)
-    source = new_source(org)
-    subscribe(org, source, destination["id"])
-    log_id = send_ok(source, message(1))
-    latest = wait_for_attempts(org, log_id, 1)["attempts"]["latest"]
-    assert "BasicAuth" in latest["error"]
-    assert "AzureSharedKey" in latest["error"]
+    key = shared_key(org)
+    api = org.client()
+    cloud = {
+        "typeId": "azure",
+        "productId": "databricks",
+        "settings": {"storageAccountName": "acct", "containerName": "files"},
+    }
+    url = "https://receiver.example.org/hook"
+    for body, allowed in (
+        ({"cloudProviderSettings": cloud, "authCredential": basic}, "AzureSharedKey"),
+        ({"endpoint": url, "authCredential": key}, "BasicAuth"),
+    ):
+        refused = api.post(
+            f"{BASE}/environments/{org.dev}/destinations", json={"name": "Mismatch", **body}
+        )
+        assert refused.status_code == 422, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["authCredential"]
+        assert allowed in refused.json()["detail"]
+
+    storage = cloud_destination(org, "files", key)
+    patched = api.patch(f"{BASE}/destinations/{storage['id']}", json={"authCredential": basic})
+    assert patched.status_code == 422, patched.text
+    assert [e["field"] for e in patched.json()["errors"]] == ["authCredential"]
+    kept = api.get(f"{BASE}/destinations/{storage['id']}").json()["payload"]["destination"]
+    assert kept["authCredential"] == key
 
 
 def test_verify_writes_reads_and_deletes_a_probe_blob(org: Org, azurite: Azurite) -> None:

@@ -435,6 +435,27 @@ async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, st
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
+async def fit_for_destination(conn: Connection, credential_id: str, cloud: bool) -> str | None:
+    """Why this credential cannot serve a cloud (or URL) destination; None when it can,
+    or when there is no such credential (the destination's foreign key says so)."""
+    row = await store.by_id(conn, credential_id=credential_id)
+    if row is None:
+        return None
+    strategy = StrategyName(row.auth_strategy)
+    if cloud and strategy not in CLOUD_STRATEGIES:
+        return (
+            f"a {strategy} credential cannot sign Azure Storage requests; a cloud destination "
+            "takes OAuth_2.0_2-legged (Entra ID), AzureSharedKey or AzureSAS"
+        )
+    if not cloud and strategy not in URL_STRATEGIES:
+        return (
+            f"a {strategy} credential signs Azure Storage requests for cloud destinations "
+            "only; a URL destination takes OAuth_2.0_2-legged, SMART_Backend, ApiKeyHeader "
+            "or BasicAuth"
+        )
+    return None
+
+
 async def storage_signer(rt: Runtime, credential_id: str, *, account_name: str) -> StorageSigner:
     """How a cloud destination's requests to Azure Storage are signed with this credential.
     Raises a TokenError saying why they cannot be."""

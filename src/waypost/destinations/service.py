@@ -25,6 +25,7 @@ from waypost.db import (
     new_id,
 )
 from waypost.destinations import delivery_settings, store
+from waypost.destinations.collaborators import collaborators
 from waypost.destinations.delivery_settings import DeliverySettings
 from waypost.destinations.schemas import (
     CloudProviderSettings,
@@ -151,6 +152,8 @@ async def create(
                 raise Invalid("environment.environmentFlag", f"this environment is {flag}")
         _check_endpoint_scheme(body.endpoint, flag)
         cloud = body.cloud_provider_settings is not None
+        if body.auth_credential is not None:
+            await _check_credential_fits(conn, str(body.auth_credential), cloud=cloud)
         values = {
             "id": destination_id,
             "environment_id": environment.id,
@@ -347,9 +350,21 @@ async def update(
         event.details["destinationId"] = destination_id
         found = await _access(conn, principal, destination_id, Action.WRITE)
         changes = _changes(rt, found, _given(body))
+        if changes.get("auth_credential_id") is not None:
+            await _check_credential_fits(
+                conn, changes["auth_credential_id"], cloud=found.row.is_cloud
+            )
         event.details["changes"] = _audited_fields(_columns(found.row), changes)
         saved = await _save(conn, found.row, changes)
     return DestinationOut.of(saved, found.flag)
+
+
+async def _check_credential_fits(conn: Connection, credential_id: str, *, cloud: bool) -> None:
+    """A credential of the other kind (Azure's on a URL destination, say) is refused now,
+    rather than by every attempt to come."""
+    refusal = await collaborators().credential_fit(conn, credential_id, cloud)
+    if refusal is not None:
+        raise Invalid("authCredential", refusal)
 
 
 async def verify(

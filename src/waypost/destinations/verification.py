@@ -9,10 +9,10 @@ body (alone, as `{"challenge": ...}`, or anywhere in it).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from waypost.destinations.collaborators import collaborators
 from waypost.destinations.target import DeliveryTarget
 from waypost.outbound import OutboundClient, OutboundError
 from waypost.runtime import Runtime
@@ -31,22 +31,10 @@ class Outcome:
     error: Failure | None
 
 
-# A cloud destination is verified by writing to its container, which only the delivery
-# feature knows how to do; delivery depends on destinations, so the app hands the probe
-# in when it is assembled (`use_cloud_probe`). It answers None, or why the probe failed.
-CloudProbe = Callable[[Runtime, DeliveryTarget], Awaitable[str | None]]
-_cloud_probe: CloudProbe | None = None
-
-
-def use_cloud_probe(probe: CloudProbe) -> None:
-    global _cloud_probe  # set once, where the app is assembled
-    _cloud_probe = probe
-
-
 async def probe_cloud(rt: Runtime, target: DeliveryTarget) -> Outcome:
-    if _cloud_probe is None:
-        raise RuntimeError("no cloud probe: the app assembly must call use_cloud_probe")
-    error = await _cloud_probe(rt, target)
+    """A cloud destination is verified by writing to its container (the delivery
+    feature's probe)."""
+    error = await collaborators().cloud_probe(rt, target)
     if error is None:
         return Outcome(None)
     return Outcome(Failure(_cloud_field(error), f"verification failed: {error}"))
