@@ -32,12 +32,11 @@ from waypost.credentials.schemas import (
 from waypost.credentials.store import CredentialRow, Located
 from waypost.credentials.strategies import (
     CLIENT_CREDENTIALS_ONLY,
-    CLOUD_STRATEGIES,
     STRATEGIES,
-    URL_STRATEGIES,
     Strategy,
     StrategyName,
     has_flag,
+    kind_refusal,
 )
 from waypost.credentials.tokens import (
     CredentialMissing,
@@ -405,6 +404,12 @@ async def _load(rt: Runtime, credential_id: str) -> CredentialRow:
     return row
 
 
+async def _token(rt: Runtime, row: CredentialRow) -> str:
+    """The credential's access token: from the cache (shared by every process) while it
+    holds one for this version of the credential, else fetched once for all callers."""
+    return await rt.tokens.get_or_fetch(row.id, row.updated_at, lambda: _fetch(rt, row))
+
+
 async def access_token(rt: Runtime, credential_id: str) -> str:
     """A valid access token for an OAuth_2.0_2-legged or SMART_Backend credential, from
     the process's cache when it holds one, else fetched once for all concurrent callers.
@@ -412,7 +417,7 @@ async def access_token(rt: Runtime, credential_id: str) -> str:
     row = await _load(rt, credential_id)
     if not STRATEGIES[row.auth_strategy].fetches_token:
         raise NoAccessToken(f"a {row.auth_strategy} credential has no access token")
-    return await rt.tokens.get_or_fetch(row.id, row.updated_at, lambda: _fetch(rt, row))
+    return await _token(rt, row)
 
 
 async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, str]:
@@ -420,13 +425,11 @@ async def authorization_headers(rt: Runtime, credential_id: str) -> dict[str, st
     TokenError saying why there are none."""
     row = await _load(rt, credential_id)
     strategy = STRATEGIES[row.auth_strategy]
-    if strategy.name not in URL_STRATEGIES:
-        raise NoAccessToken(
-            f"auth credential {credential_id} is {row.auth_strategy}, which signs Azure "
-            "Storage requests for cloud destinations only; attach one that a URL receiver takes"
-        )
+    refusal = kind_refusal(strategy.name, cloud=False)
+    if refusal is not None:
+        raise NoAccessToken(f"auth credential {credential_id}: {refusal}")
     if strategy.fetches_token:
-        token = await rt.tokens.get_or_fetch(row.id, row.updated_at, lambda: _fetch(rt, row))
+        token = await _token(rt, row)
         return {"Authorization": f"Bearer {token}"}
     secrets = _open_secrets(rt, row)
     if strategy.name == StrategyName.API_KEY:
@@ -441,19 +444,7 @@ async def fit_for_destination(conn: Connection, credential_id: str, cloud: bool)
     row = await store.by_id(conn, credential_id=credential_id)
     if row is None:
         return None
-    strategy = StrategyName(row.auth_strategy)
-    if cloud and strategy not in CLOUD_STRATEGIES:
-        return (
-            f"a {strategy} credential cannot sign Azure Storage requests; a cloud destination "
-            "takes OAuth_2.0_2-legged (Entra ID), AzureSharedKey or AzureSAS"
-        )
-    if not cloud and strategy not in URL_STRATEGIES:
-        return (
-            f"a {strategy} credential signs Azure Storage requests for cloud destinations "
-            "only; a URL destination takes OAuth_2.0_2-legged, SMART_Backend, ApiKeyHeader "
-            "or BasicAuth"
-        )
-    return None
+    return kind_refusal(StrategyName(row.auth_strategy), cloud=cloud)
 
 
 async def storage_signer(rt: Runtime, credential_id: str, *, account_name: str) -> StorageSigner:
@@ -461,13 +452,13 @@ async def storage_signer(rt: Runtime, credential_id: str, *, account_name: str) 
     Raises a TokenError saying why they cannot be."""
     row = await _load(rt, credential_id)
     strategy = STRATEGIES[row.auth_strategy]
-    if strategy.name not in CLOUD_STRATEGIES:
-        raise NoAccessToken(
-            f"auth credential {credential_id} is {row.auth_strategy}, which cannot sign Azure "
-            "Storage requests; use OAuth_2.0_2-legged (Entra ID), AzureSharedKey or AzureSAS"
-        )
+    refusal = kind_refusal(strategy.name, cloud=True)
+    if refusal is not None:
+        raise NoAccessToken(f"auth credential {credential_id}: {refusal}")
     if strategy.name == StrategyName.OAUTH2:
-        return CachedTokenCredential(lambda: access_token(rt, credential_id))
+        # The row just read serves the signer's life (the worker rebuilds it each second):
+        # a token asked for per request costs the cache, not a database read.
+        return CachedTokenCredential(lambda: _token(rt, row))
     secrets = _open_secrets(rt, row)
     if strategy.name == StrategyName.AZURE_SHARED_KEY:
         return AzureNamedKeyCredential(account_name, secrets["accountKey"])

@@ -133,6 +133,24 @@ CLOUD_STRATEGIES = frozenset(
     {StrategyName.OAUTH2, StrategyName.AZURE_SHARED_KEY, StrategyName.AZURE_SAS}
 )
 
+
+def kind_refusal(strategy: StrategyName, *, cloud: bool) -> str | None:
+    """Why a credential of this strategy cannot serve a cloud (or URL) destination; None
+    when it can."""
+    if cloud and strategy not in CLOUD_STRATEGIES:
+        return (
+            f"a {strategy} credential cannot sign Azure Storage requests; a cloud destination "
+            "takes OAuth_2.0_2-legged (Entra ID), AzureSharedKey or AzureSAS"
+        )
+    if not cloud and strategy not in URL_STRATEGIES:
+        return (
+            f"a {strategy} credential signs Azure Storage requests for cloud destinations "
+            "only; a URL destination takes OAuth_2.0_2-legged, SMART_Backend, ApiKeyHeader "
+            "or BasicAuth"
+        )
+    return None
+
+
 # Every secret field of every strategy, for the `has<Field>` flags of the response schema.
 SECRET_FIELDS = tuple(dict.fromkeys(f for s in STRATEGIES.values() for f in s.secrets))
 
