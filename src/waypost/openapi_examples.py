@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from waypost.credentials.strategies import STRATEGIES
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     "POST /platform/v1/authcredentials": {
         "request": {
@@ -62,65 +64,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "status": 200,
         "response": {
             "meta": {"version": "1.0.0"},
-            "payload": {
-                "strategies": {
-                    "OAuth_2.0_2-legged": {
-                        "availableFields": [
-                            "grantType",
-                            "url",
-                            "grantTypeName",
-                            "clientIdName",
-                            "clientSecretName",
-                            "clientId",
-                            "clientSecret",
-                            "accessTokenName",
-                            "expiresFieldName",
-                            "audience",
-                            "scopes",
-                            "contentType",
-                            "noBasic",
-                            "resource",
-                            "customFieldName",
-                            "customFieldValue",
-                            "defaultExpirationSeconds",
-                        ],
-                        "requiredFields": ["url", "clientId", "clientSecret"],
-                        "secretFields": ["clientSecret"],
-                    },
-                    "SMART_Backend": {
-                        "availableFields": [
-                            "grantType",
-                            "url",
-                            "clientId",
-                            "privateKey",
-                            "keyId",
-                            "scopes",
-                        ],
-                        "requiredFields": ["url", "clientId", "privateKey", "scopes"],
-                        "secretFields": ["privateKey"],
-                    },
-                    "ApiKeyHeader": {
-                        "availableFields": ["headerName", "apiKeyValue"],
-                        "requiredFields": ["headerName", "apiKeyValue"],
-                        "secretFields": ["apiKeyValue"],
-                    },
-                    "BasicAuth": {
-                        "availableFields": ["username", "password"],
-                        "requiredFields": ["username", "password"],
-                        "secretFields": ["password"],
-                    },
-                    "AzureSharedKey": {
-                        "availableFields": ["accountKey"],
-                        "requiredFields": ["accountKey"],
-                        "secretFields": ["accountKey"],
-                    },
-                    "AzureSAS": {
-                        "availableFields": ["sasToken"],
-                        "requiredFields": ["sasToken"],
-                        "secretFields": ["sasToken"],
-                    },
-                }
-            },
+            # Written from the strategies themselves, so the example cannot drift.
+            "payload": {"strategies": {name: s.describe() for name, s in STRATEGIES.items()}},
         },
     },
     "GET /platform/v1/environments/{environmentId}/authcredentials": {
