@@ -10,16 +10,13 @@ audience and lifetime (`--oauth basic`, which needs HTTPS).
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.receivers import TlsFiles
-from tests.support import free_port
+from tests.support import free_port, listening_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARY = ROOT / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -51,22 +48,6 @@ class Azurite:
         )
 
 
-def _wait_listening(
-    port: int, process: subprocess.Popen[bytes], output: Path, timeout: float = 30.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            said = output.read_text(errors="replace")
-            raise RuntimeError(f"azurite exited with {process.returncode}: {said}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"azurite did not listen on port {port} within {timeout} s")
-
-
 @contextmanager
 def running_azurite(
     workdir: Path, *, tls: TlsFiles | None = None, oauth: bool = False
@@ -91,16 +72,5 @@ def running_azurite(
         command += ["--cert", str(tls.cert_pem), "--key", str(tls.key_pem)]
     if oauth:
         command += ["--oauth", "basic"]
-    output = workdir / "azurite.out"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        _wait_listening(port, process, output)
+    with listening_process(command, port, workdir / "azurite.out", cwd=workdir):
         yield Azurite(port, "https" if tls is not None else "http")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

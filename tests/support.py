@@ -65,6 +65,39 @@ def free_port() -> int:
         return port
 
 
+@contextmanager
+def listening_process(
+    command: list[str], port: int, log: Path, *, cwd: Path | None = None, timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs a program (its output in `log`) until it listens on `port` on loopback; stops
+    it when the block ends (terminated, then killed if it lingers). Raises RuntimeError,
+    with what it printed, when it exits early or does not listen within `timeout`."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                said = log.read_text(errors="replace")
+                raise RuntimeError(f"{command[0]} exited with {process.returncode}:\n{said}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    said = log.read_text(errors="replace")
+                    raise RuntimeError(f"{command[0]} did not listen on {port}:\n{said}") from None
+                time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def _postgres_reachable(url: str) -> bool:
     engine = sa.create_engine(
         url.replace("postgresql://", "postgresql+psycopg://", 1),

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Org, free_port
+from tests.support import Org, free_port, listening_process
 
 API = "/platform/v1"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "receiver.py"
@@ -38,33 +36,10 @@ class RunningReceiver:
 def example_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningReceiver]:
     port = free_port()
     log = tmp_path_factory.mktemp("receiver") / "receiver.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--port", str(port), "--token", TOKEN],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningReceiver(process, port, log)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"examples/receiver.py exited early:\n{running.log_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"examples/receiver.py did not listen:\n{running.log_text()}")
-                time.sleep(0.05)
-        yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with listening_process(
+        [sys.executable, str(EXAMPLE), "--port", str(port), "--token", TOKEN], port, log
+    ) as process:
+        yield RunningReceiver(process, port, log)
 
 
 def _create(api: httpx.Client, org: Org, endpoint: str, token: str) -> str:

@@ -4,10 +4,8 @@ told to send it, and a refusal with the wrong one."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Org, free_port
+from tests.support import Org, free_port, listening_process
 
 API = "/platform/v1"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "token_server.py"
@@ -41,36 +39,15 @@ class RunningTokenServer:
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTokenServer]:
     port = free_port()
     log = tmp_path_factory.mktemp("token-server") / "token_server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                *[sys.executable, str(EXAMPLE), "--port", str(port)],
-                *["--client-id", CLIENT_ID, "--client-secret", SECRET],
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningTokenServer(process, port, log)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"examples/token_server.py exited early:\n{running.log_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"examples/token_server.py did not listen:\n{running.log_text()}")
-                time.sleep(0.05)
-        yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with listening_process(
+        [
+            *[sys.executable, str(EXAMPLE), "--port", str(port)],
+            *["--client-id", CLIENT_ID, "--client-secret", SECRET],
+        ],
+        port,
+        log,
+    ) as process:
+        yield RunningTokenServer(process, port, log)
 
 
 def _test_credential(api: httpx.Client, org: Org, **fields: Any) -> dict[str, Any]:
