@@ -8,11 +8,9 @@ PUT per blob, so a retry of a write whose acknowledgement was lost found the blo
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,8 +22,9 @@ import pytest
 
 from tests.azurite import ACCOUNT, Azurite, running_azurite
 from tests.blob.support import blobs, cloud_destination, new_container, send_ok, shared_key
+from tests.chaos.workers import start_worker, worker_output
 from tests.delivery.support import message, new_source, subscribe, wait_log
-from tests.support import LOOPBACK, Server, server_for
+from tests.support import Server, server_for
 
 MESSAGES = 500
 KILL_AFTER = (100, 250, 400)  # blobs written before each SIGKILL
@@ -68,37 +67,6 @@ def api_only(
     )
 
 
-def _start_worker(server: Server, emulator: Emulator) -> subprocess.Popen[bytes]:
-    settings = server.settings
-    env = {
-        **os.environ,
-        "WAYPOST_DATABASE_URL": settings.resolved_database_url(),
-        "WAYPOST_SECRET_KEY": settings.secret_key,
-        "WAYPOST_DATA_DIR": str(settings.data_dir),
-        "WAYPOST_OUTBOUND_ALLOW": LOOPBACK,
-        "WAYPOST_AZURE_BLOB_ENDPOINT": emulator.azurite.endpoint_template,
-        # A killed worker's claims come back after the lease: timeouts + 5 s.
-        "WAYPOST_DELIVERY_TIMEOUT_SECONDS": "2",
-        "WAYPOST_VERIFY_TIMEOUT_SECONDS": "0.5",
-        "WAYPOST_RETRY_SCALE": "0.001",
-    }
-    # What it says goes to a file of its own, read when something goes wrong.
-    output = settings.data_dir / f"worker-{time.monotonic_ns()}.out"
-    with output.open("wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "waypost.cli", "worker", "--concurrency", "20"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _said(server: Server) -> str:
-    """What the workers wrote, newest last."""
-    files = sorted(server.settings.data_dir.glob("worker-*.out"))
-    return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-4000:]}" for f in files)
-
-
 def _kill(worker: subprocess.Popen[bytes]) -> None:
     worker.send_signal(signal.SIGKILL)
     assert worker.wait(timeout=10) == -signal.SIGKILL
@@ -126,7 +94,15 @@ def test_sigkilled_blob_workers_write_each_message_exactly_once(
     )
     source = new_source(org)
     subscribe(org, source, destination["id"])
-    worker = _start_worker(api_only, emulator)
+
+    def fresh_worker() -> subprocess.Popen[bytes]:
+        return start_worker(
+            api_only,
+            delivery_timeout_seconds=2,
+            WAYPOST_AZURE_BLOB_ENDPOINT=emulator.azurite.endpoint_template,
+        )
+
+    worker = fresh_worker()
     log_ids: list[str] = []
     try:
         kills = list(KILL_AFTER)
@@ -135,18 +111,18 @@ def test_sigkilled_blob_workers_write_each_message_exactly_once(
             if n % 10 == 0 and kills and emulator.written(name) >= kills[0]:
                 kills.pop(0)
                 _kill(worker)
-                worker = _start_worker(api_only, emulator)
+                worker = fresh_worker()
         for threshold in kills:  # kills the sending outran
             _wait_written(emulator, name, threshold, 120, worker)
             _kill(worker)
-            worker = _start_worker(api_only, emulator)
+            worker = fresh_worker()
         # A fresh worker drains the rest, the killed workers' claims once their leases end.
         _wait_written(emulator, name, MESSAGES, 300, worker)
         logs = {log_id: wait_log(org, log_id, "succeeded", timeout=60) for log_id in log_ids}
     finally:
         worker.send_signal(signal.SIGTERM)
         # A worker stopped by SIGTERM finishes its sends and exits 0.
-        assert worker.wait(timeout=30) == 0, _said(api_only)
+        assert worker.wait(timeout=30) == 0, worker_output(api_only)
 
     found = blobs(container)
     # Exactly one blob per log, named by the log's fileName, and nothing else.

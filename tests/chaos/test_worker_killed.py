@@ -3,16 +3,14 @@ while 2,000 messages go through loses none, and first deliveries come in send or
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
+from tests.chaos.workers import start_worker
 from tests.delivery.support import Script, message, new_destination, new_source, scripted, subscribe
-from tests.support import LOOPBACK, Server, server_for
+from tests.support import Server, server_for
 
 MESSAGES = 2000
 KILL_AFTER = (300, 800, 1300, 1700)  # first deliveries seen before each SIGKILL
@@ -25,27 +23,6 @@ def api_only(
     yield from server_for(request, tmp_path_factory, "chaos", delivery_worker=False)
 
 
-def _start_worker(server: Server) -> subprocess.Popen[bytes]:
-    settings = server.settings
-    env = {
-        **os.environ,
-        "WAYPOST_DATABASE_URL": settings.resolved_database_url(),
-        "WAYPOST_SECRET_KEY": settings.secret_key,
-        "WAYPOST_DATA_DIR": str(settings.data_dir),
-        "WAYPOST_OUTBOUND_ALLOW": LOOPBACK,
-        # A killed worker's claims come back after the lease: timeouts + 5 s.
-        "WAYPOST_DELIVERY_TIMEOUT_SECONDS": "0.5",
-        "WAYPOST_VERIFY_TIMEOUT_SECONDS": "0.5",
-        "WAYPOST_RETRY_SCALE": "0.001",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "waypost.cli", "worker", "--concurrency", "20"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.timeout(600)
 def test_sigkilled_workers_lose_nothing_and_keep_fifo_order(api_only: Server) -> None:
     org = api_only.new_org()
@@ -54,7 +31,7 @@ def test_sigkilled_workers_lose_nothing_and_keep_fifo_order(api_only: Server) ->
         source = new_source(org)
         destination = new_destination(org, receiver)
         subscribe(org, source, destination)
-        worker = _start_worker(api_only)
+        worker = start_worker(api_only, delivery_timeout_seconds=0.5)
         try:
             kills = list(KILL_AFTER)
             for n in range(MESSAGES):
@@ -63,12 +40,12 @@ def test_sigkilled_workers_lose_nothing_and_keep_fifo_order(api_only: Server) ->
                     kills.pop(0)
                     worker.send_signal(signal.SIGKILL)
                     assert worker.wait(timeout=10) == -signal.SIGKILL
-                    worker = _start_worker(api_only)
+                    worker = start_worker(api_only, delivery_timeout_seconds=0.5)
             for threshold in kills:  # kills the sending outran
                 script.wait_delivered(threshold, timeout=120)
                 worker.send_signal(signal.SIGKILL)
                 assert worker.wait(timeout=10) == -signal.SIGKILL
-                worker = _start_worker(api_only)
+                worker = start_worker(api_only, delivery_timeout_seconds=0.5)
             delivered = script.wait_delivered(MESSAGES, timeout=300, distinct=True)
         finally:
             worker.send_signal(signal.SIGTERM)
