@@ -9,11 +9,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from waypost.db import Connection
-from waypost.destinations.target import DeliveryTarget
+from waypost.destinations.target import DeliveryTarget, Failure
 from waypost.runtime import Runtime
 
-# Writes, reads back and deletes a probe blob: None, or why that failed.
-CloudProbe = Callable[[Runtime, DeliveryTarget], Awaitable[str | None]]
+# Writes, reads back and deletes a probe blob: None, or why that failed (the field to
+# look at, and the reason).
+CloudProbe = Callable[[Runtime, DeliveryTarget], Awaitable[Failure | None]]
 # Why this credential cannot serve a destination of this kind (cloud: True), or None:
 # it can, or there is no such credential (the foreign key says so).
 CredentialFit = Callable[[Connection, str, bool], Awaitable[str | None]]

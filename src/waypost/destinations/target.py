@@ -1,4 +1,5 @@
-"""A destination as a sender sees it: what delivery and the verify probe need."""
+"""A destination as a sender sees it (what delivery and the verify probe need), and
+what a failed check of it points at."""
 
 from __future__ import annotations
 
@@ -23,3 +24,11 @@ class DeliveryTarget:
     verified: bool
     cloud_provider_settings: CloudProviderSettings | None
     delivery: DeliverySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a check of a destination failed (its handshake or its cloud probe)."""
+
+    field: str  # the destination field the user should look at
+    message: str

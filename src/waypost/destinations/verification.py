@@ -13,17 +13,11 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from waypost.destinations.collaborators import collaborators
-from waypost.destinations.target import DeliveryTarget
+from waypost.destinations.target import DeliveryTarget, Failure
 from waypost.outbound import OutboundClient, OutboundError
 from waypost.runtime import Runtime
 
 MAX_ANSWER_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Failure:
-    field: str  # the destination field the user should look at
-    message: str
 
 
 @dataclass(frozen=True)
@@ -33,23 +27,11 @@ class Outcome:
 
 async def probe_cloud(rt: Runtime, target: DeliveryTarget) -> Outcome:
     """A cloud destination is verified by writing to its container (the delivery
-    feature's probe)."""
-    error = await collaborators().cloud_probe(rt, target)
-    if error is None:
+    feature's probe, which names the field to look at when it fails)."""
+    failure = await collaborators().cloud_probe(rt, target)
+    if failure is None:
         return Outcome(None)
-    return Outcome(Failure(_cloud_field(error), f"verification failed: {error}"))
-
-
-def _cloud_field(error: str) -> str:
-    """The destination field a failed probe points at, for the 422's `errors`."""
-    settings = "cloudProviderSettings.settings"
-    if "ContainerNotFound" in error:
-        return f"{settings}.containerName"
-    if "does not resolve" in error:
-        return f"{settings}.storageAccountName"
-    if "credential" in error or error.startswith(("401", "403")):
-        return "authCredential"
-    return "cloudProviderSettings"
+    return Outcome(Failure(failure.field, f"verification failed: {failure.message}"))
 
 
 def _with_query(endpoint: str, extra: dict[str, str]) -> str:

@@ -37,16 +37,22 @@ from waypost.credentials.tokens import TokenError
 from waypost.delivery.senders import Outcome
 from waypost.destinations.schemas import StorageSettings
 from waypost.destinations.target import DeliveryTarget
+from waypost.destinations.target import Failure as ProbeFailure
 from waypost.logs.service import Delivery, delivered_body
 from waypost.outbound import GuardRefused
 from waypost.runtime import Runtime
 
 JSON = "application/json"
+NDJSON = "application/x-ndjson"
+# The destination fields a failure points at (a verify call's 422 names one).
+SETTINGS = "cloudProviderSettings"
+ACCOUNT = f"{SETTINGS}.settings.storageAccountName"
+CONTAINER = f"{SETTINGS}.settings.containerName"
+CREDENTIAL = "authCredential"
 
 # The SDK logs every request and response at INFO: about thirty lines per blob. Its
 # failures reach the logs as attempts, in words; keep only its warnings.
 logging.getLogger("azure").setLevel(logging.WARNING)
-NDJSON = "application/x-ndjson"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +157,7 @@ def _storage(target: DeliveryTarget) -> StorageSettings:
 class _Failure:
     status: int | None  # Azure's HTTP status, when it answered
     error: str  # in words a person can act on
+    field: str  # the destination field to look at
     retry_after: str | None = None  # Azure's Retry-After on a 429 or 503
 
 
@@ -177,13 +184,19 @@ async def _with_container(
         retry_after = None
         if exc.status_code in (429, 503):
             retry_after = getattr(exc.response, "headers", {}).get("Retry-After")
-        return _Failure(exc.status_code, _explain(exc, target), retry_after)
+        if _code(exc) == "ContainerNotFound":
+            field = CONTAINER
+        else:
+            field = CREDENTIAL if exc.status_code in (401, 403) else SETTINGS
+        return _Failure(exc.status_code, _explain(exc, target), field, retry_after)
     except TokenError as exc:
-        return _Failure(None, f"no access token from the auth credential: {exc.message}")
+        error = f"no access token from the auth credential: {exc.message}"
+        return _Failure(None, error, CREDENTIAL)
     except TimeoutError:
-        return _Failure(None, f"no answer from the storage account within {timeout_seconds:g} s")
+        error = f"no answer from the storage account within {timeout_seconds:g} s"
+        return _Failure(None, error, SETTINGS)
     except (GuardRefused, ServiceRequestError, ServiceResponseError) as exc:
-        return _Failure(None, _unreachable(exc, rt, target))
+        return _Failure(None, *_unreachable(exc, rt, target))
     return None
 
 
@@ -225,10 +238,12 @@ async def write(
     )
 
 
-async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) -> str | None:
+async def probe(
+    rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float
+) -> ProbeFailure | None:
     """Writes a small blob `{fileNamePrefix}.waypost-verify-{uuid}`, reads it back and
     deletes it: proof that the account, the container and the credential work. None on
-    success, else why not."""
+    success, else why not and which field to look at."""
     storage = _storage(target)
     name = f"{storage.file_name_prefix or ''}.waypost-verify-{uuid.uuid4()}"
     content = b'{"waypost": "verify"}'
@@ -243,13 +258,15 @@ async def probe(rt: Runtime, target: DeliveryTarget, *, timeout_seconds: float) 
 
     failure = await _with_container(rt, target, round_trip, timeout_seconds=timeout_seconds)
     if failure is not None:
-        return failure.error
+        return ProbeFailure(failure.field, failure.error)
     if read != content:
-        return f"the probe blob {name} read back different from what was written"
+        return ProbeFailure(
+            SETTINGS, f"the probe blob {name} read back different from what was written"
+        )
     return None
 
 
-async def probe_destination(rt: Runtime, target: DeliveryTarget) -> str | None:
+async def probe_destination(rt: Runtime, target: DeliveryTarget) -> ProbeFailure | None:
     """The verify call's probe, bounded like a URL destination's handshake."""
     return await probe(rt, target, timeout_seconds=rt.settings.verify_timeout_seconds)
 
@@ -295,20 +312,22 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def _unreachable(exc: Exception, rt: Runtime, target: DeliveryTarget) -> str:
+def _unreachable(exc: Exception, rt: Runtime, target: DeliveryTarget) -> tuple[str, str]:
+    """Why the storage account could not be reached, and the field to look at."""
     storage = _storage(target)
     where = account_url(rt, storage)
     if isinstance(exc, GuardRefused):
-        return exc.message
+        return exc.message, SETTINGS
     cause = getattr(exc, "inner_exception", None) or exc.__cause__
     if isinstance(cause, GuardRefused):
-        return cause.message
+        return cause.message, SETTINGS
     if isinstance(cause, aiohttp.ClientConnectorDNSError):
-        return f"account name does not resolve: {storage.storage_account_name} ({where})"
+        name = storage.storage_account_name
+        return f"account name does not resolve: {name} ({where})", ACCOUNT
     if isinstance(cause, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return f"TLS with the storage account failed: {cause}"
+        return f"TLS with the storage account failed: {cause}", SETTINGS
     if isinstance(cause, aiohttp.ClientConnectorError) and isinstance(
         cause.os_error, ConnectionRefusedError
     ):
-        return f"the storage account {where} refused the connection"
-    return f"cannot reach the storage account {where}: {type(cause or exc).__name__}"
+        return f"the storage account {where} refused the connection", SETTINGS
+    return f"cannot reach the storage account {where}: {type(cause or exc).__name__}", SETTINGS
