@@ -80,6 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         # Every route: no unknown query parameters, JSON bodies labelled as JSON.
         dependencies=[Depends(strict_request)],
+        # FastAPI's native OpenTelemetry asks the global providers on every request
+        # whether anyone listens (several percent of the send API's CPU); Waypost
+        # configures no OpenTelemetry, so nobody does.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.authenticate = authenticate
     app.state.exchange_other_clients = sources_platform_exchange

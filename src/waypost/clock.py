@@ -14,8 +14,10 @@ def format(moment: datetime) -> str:
     """The stored form of an aware datetime (naive ones are taken as UTC)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    # isoformat, not strftime: this runs on every request and strftime is slow.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat, not strftime: this runs several times per message and strftime is slow.
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class NoTimeZone(ValueError):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
@@ -134,6 +135,25 @@ class Prepared:
         if plan is None:
             plan = self._plans[key] = _Plan.compile(self.statement, dialect, names)
         return plan
+
+
+def among(column: str, name: str, *, postgres: bool, negated: bool = False) -> sa.TextClause:
+    """`column` is (`negated`: is not) one of the strings given as parameter `name`
+    (pass them through `as_list`): one statement to prepare whatever their number, where
+    SQLAlchemy's IN compiles a new one for each number. `column` and `name` come from
+    the code, never from a request."""
+    if postgres:
+        test = "<> ALL" if negated else "= ANY"
+        return sa.text(f"{column} {test}(CAST(:{name} AS text[]))")
+    test = "NOT IN" if negated else "IN"
+    return sa.text(f"{column} {test} (SELECT value FROM json_each(:{name}))")  # noqa: S608
+
+
+def as_list(values: Iterable[str], conn: Connection) -> Any:
+    """Strings as `among` takes them on this connection's engine."""
+    if conn.dialect.name == "postgresql":
+        return list(values)
+    return orjson.dumps(list(values)).decode()
 
 
 _REQUIRED = object()

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from waypost.db import Connection, Prepared
+from waypost.db import Connection, Prepared, among, as_list
 from waypost.kinds import EnvRole
 from waypost.logs.tables import attempts, logs, messages
 from waypost.organizations.service import with_environment
@@ -69,7 +69,7 @@ _log_after_attempt = Prepared(
         updated_at=sa.bindparam("at"),
     )
 )
-_deliveries = sa.select(
+_delivery_columns = sa.select(
     logs.c.id.label("log_id"),
     messages.c.body,
     logs.c.data_model,
@@ -80,6 +80,10 @@ _deliveries = sa.select(
     logs.c.destination_name,
     logs.c.created_at,
 ).join(messages, messages.c.id == logs.c.message_id)
+_deliveries = {
+    postgres: Prepared(_delivery_columns.where(among("logs.id", "ids", postgres=postgres)))
+    for postgres in (False, True)
+}
 
 
 async def insert_message(
@@ -136,8 +140,9 @@ async def insert_message(
 
 
 async def deliveries(conn: Connection, log_ids: Sequence[str]) -> dict[str, Delivery]:
-    rows = (await conn.execute(_deliveries.where(logs.c.id.in_(list(log_ids))))).all()
-    return {row.log_id: Delivery(**row._mapping) for row in rows}
+    postgres = conn.dialect.name == "postgresql"
+    rows = await conn.all(_deliveries[postgres], {"ids": as_list(log_ids, conn)})
+    return {row["log_id"]: Delivery(**row) for row in rows}
 
 
 async def insert_attempt(

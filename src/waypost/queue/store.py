@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from waypost.db import Connection, Prepared
+from waypost.db import Connection, Prepared, among, as_list
 from waypost.queue.tables import outbox
 
 # PostgreSQL: appending a lane head NOTIFYs here; workers in other processes LISTEN.
@@ -67,7 +67,7 @@ _CLAIMED = (
     outbox.c.batch_size,
 )
 _READY = sa.text("is_head AND NOT held")  # the claim index's own condition, word for word
-_candidates = (
+_due_heads = (
     sa.select(*_CLAIMED)
     .where(
         _READY,
@@ -77,6 +77,18 @@ _candidates = (
     .order_by(outbox.c.due_at, outbox.c.seq)
     .limit(sa.bindparam("limit"))
 )
+# The destinations to leave out are one parameter, whatever their number. On PostgreSQL
+# several workers claim at once: each skips the rows another has locked.
+_candidates = {
+    False: Prepared(
+        _due_heads.where(among("outbox.destination_id", "skip", postgres=False, negated=True))
+    ),
+    True: Prepared(
+        _due_heads.where(
+            among("outbox.destination_id", "skip", postgres=True, negated=True)
+        ).with_for_update(skip_locked=True)
+    ),
+}
 _lease = (
     outbox.update()
     .where(outbox.c.seq == sa.bindparam("row_seq"))
@@ -275,13 +287,10 @@ async def candidates(
 ) -> list[Claimed]:
     """Lane heads that may go now, oldest due first, leaving out the destinations in
     `skip` (those already at their concurrency)."""
-    query = _candidates
-    if skip:
-        query = query.where(outbox.c.destination_id.not_in(list(skip)))
-    if postgres:
-        query = query.with_for_update(skip_locked=True)
-    rows = (await conn.execute(query, {"now": now, "limit": limit})).all()
-    return [Claimed(**row._mapping) for row in rows]
+    rows = await conn.all(
+        _candidates[postgres], {"now": now, "limit": limit, "skip": as_list(skip, conn)}
+    )
+    return [Claimed(**row) for row in rows]
 
 
 async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until: str) -> None:
