@@ -89,11 +89,14 @@ _candidates = {
         ).with_for_update(skip_locked=True)
     ),
 }
-_lease = (
-    outbox.update()
-    .where(outbox.c.seq == sa.bindparam("row_seq"))
-    .values(lease_until=sa.bindparam("until"), lease_owner=sa.bindparam("owner"))
-)
+_lease = {
+    postgres: Prepared(
+        outbox.update()
+        .where(among("outbox.log_id", "log_ids", postgres=postgres))
+        .values(lease_until=sa.bindparam("until"), lease_owner=sa.bindparam("owner"))
+    )
+    for postgres in (False, True)
+}
 _remove = Prepared(
     outbox.delete().where(
         outbox.c.seq == sa.bindparam("row_seq"), outbox.c.lease_owner == sa.bindparam("owner")
@@ -190,13 +193,19 @@ _next_lease_end = Prepared(
 )
 
 
+_lock_lane = Prepared(
+    sa.select(
+        sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.bindparam("lane", type_=sa.Text), 7303715)
+        ).label("locked")
+    )
+)
+
+
 async def _lock_lanes(conn: Connection, lanes: Sequence[str]) -> None:
     """PostgreSQL: the lanes' advisory locks, in one order so two writers cannot deadlock."""
     for lane in sorted(set(lanes)):
-        await conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lane, 7303715))"),
-            {"lane": lane},
-        )
+        await conn.first(_lock_lane, {"lane": lane})
 
 
 async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgres: bool) -> bool:
@@ -295,8 +304,9 @@ async def candidates(
 
 async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until: str) -> None:
     if rows:
-        await conn.execute(
-            _lease, [{"row_seq": r.seq, "until": until, "owner": owner} for r in rows]
+        await conn.run(
+            _lease[conn.dialect.name == "postgresql"],
+            {"log_ids": as_list([r.log_id for r in rows], conn), "until": until, "owner": owner},
         )
 
 
