@@ -50,11 +50,22 @@ class Claimed:
 
 
 # A lane's head is its oldest row; a new row heads its lane only when the lane is empty.
-_append = Prepared(
-    outbox.insert()
-    .values(is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of")))
-    .returning(outbox.c.is_head)
+_insert = outbox.insert().values(
+    is_head=~sa.exists().where(outbox.c.lane == sa.bindparam("lane_of"))
 )
+_append = {
+    False: Prepared(_insert.returning(outbox.c.is_head)),
+    # A new head NOTIFYs the workers of other processes (at COMMIT) in the same statement,
+    # not in a round trip of its own.
+    True: Prepared(
+        _insert.returning(
+            outbox.c.is_head,
+            sa.case((outbox.c.is_head, sa.func.pg_notify(NOTIFY_CHANNEL, "")), else_=None).label(
+                "notified"
+            ),
+        )
+    ),
+}
 # A claimed row as `Claimed` has it.
 _CLAIMED = (
     outbox.c.seq,
@@ -193,6 +204,7 @@ _next_lease_end = Prepared(
 )
 
 
+_notify = Prepared(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "").label("notified")))
 _lock_lane = Prepared(
     sa.select(
         sa.func.pg_advisory_xact_lock(
@@ -213,9 +225,10 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
     if postgres:
         await _lock_lanes(conn, [e.lane for e in entries if e.shared_lane])
     heads = 0
+    notify = False  # a head that waits for its batch becomes due without a NOTIFY of its own
     for entry in entries:
         added = await conn.first(
-            _append,
+            _append[postgres],
             {
                 "log_id": entry.log_id,
                 "destination_id": entry.destination_id,
@@ -235,10 +248,12 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
         if entry.batch_max is not None:
             # A waiting batch goes as soon as it is full. (A new head that waits is news
             # too: workers learn when to wake for it.)
-            is_head = await flush_if_full(conn, entry.lane, entry.batch_max, at) or is_head
+            flushed = await flush_if_full(conn, entry.lane, entry.batch_max, at)
+            notify = notify or (flushed and not is_head)
+            is_head = flushed or is_head
         heads += is_head
-    if postgres and heads:
-        await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    if postgres and notify:
+        await conn.first(_notify, {})
     return heads > 0
 
 
