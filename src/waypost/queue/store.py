@@ -225,7 +225,7 @@ async def append(conn: Connection, entries: Sequence[Entry], *, at: str, postgre
     if postgres:
         await _lock_lanes(conn, [e.lane for e in entries if e.shared_lane])
     heads = 0
-    notify = False  # a head that waits for its batch becomes due without a NOTIFY of its own
+    notify = False  # a batch this append made due, which no INSERT announced
     for entry in entries:
         added = await conn.first(
             _append[postgres],
