@@ -413,9 +413,10 @@ async def deliver_one(s: Seeded, conn: Connection) -> object:
     """What a worker runs for one message: claim, read the log, record the attempt,
     finish the row (handing its lane on)."""
     now = clock.now()
-    claimed = await queue_store.candidates(conn, now=now, limit=100, skip=[], postgres=True)
+    claimed = await queue_store.claim_due(
+        conn, owner="w", now=now, lease_until=clock.after(60), limit=100, skip=[], postgres=True
+    )
     assert claimed
-    await queue_store.lease(conn, claimed, owner="w", until=clock.after(60))
     row = claimed[0]
     await logs_store.deliveries(conn, [row.log_id])
     attempt = logs_store.Attempt(new_id(), now, "succeeded", 200, None, 3)

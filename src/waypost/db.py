@@ -756,15 +756,18 @@ class Database:
         return _PostgresTransaction(self, write=False)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Connection]:
-        """A write transaction. No real I/O may run inside it (`refuse_inside_write`)."""
+    async def write(self, *, transaction: bool = True) -> AsyncIterator[Connection]:
+        """A write transaction. No real I/O may run inside it (`refuse_inside_write`).
+        `transaction=False`: writes that need no transaction around them, each statement
+        atomic on its own; PostgreSQL then spares the BEGIN and COMMIT round trips (SQLite
+        writes take their turn on its one write connection all the same)."""
         marker = _in_write.set(True)
         try:
             if self._sync_engine is not None:
                 async with self._sqlite_writes as conn:
                     yield conn
             else:
-                async with _PostgresTransaction(self, write=True) as conn:
+                async with _PostgresTransaction(self, write=transaction) as conn:
                     yield conn
         finally:
             _in_write.reset(marker)

@@ -137,7 +137,7 @@ class Worker:
     async def _claim(self, room: int) -> int:
         saturated = [d for d in self._in_flight if self._capacity(d) <= 0]
         now = clock.utcnow()
-        async with self.rt.db.write() as conn:
+        async with self.rt.db.write(transaction=False) as conn:
             rows = await queue.claim(
                 conn,
                 owner=self.owner,

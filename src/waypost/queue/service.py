@@ -103,12 +103,23 @@ async def claim(
     choose: Callable[[list[Claimed]], list[Claimed]],
     postgres: bool,
 ) -> list[Claimed]:
-    """Leases lane heads that are due: of up to `limit` candidates (none of the
+    """Leases lane heads that are due: of up to `limit` of them (none of the
     destinations in `skip`), the ones `choose` keeps (the caller's per-destination
-    concurrency). Run it in a write transaction."""
-    found = await store.candidates(conn, now=now, limit=limit, skip=skip, postgres=postgres)
+    concurrency); the others are given back at once. Each statement is atomic on its
+    own: run it in `Database.write(transaction=False)`."""
+    found = await store.claim_due(
+        conn,
+        owner=owner,
+        now=now,
+        lease_until=lease_until,
+        limit=limit,
+        skip=skip,
+        postgres=postgres,
+    )
     chosen = choose(found)
-    await store.lease(conn, chosen, owner=owner, until=lease_until)
+    if len(chosen) < len(found):
+        kept = {row.seq for row in chosen}
+        await store.release(conn, [row for row in found if row.seq not in kept], owner=owner)
     return chosen
 
 

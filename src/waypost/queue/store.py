@@ -78,27 +78,36 @@ _CLAIMED = (
     outbox.c.batch_size,
 )
 _READY = sa.text("is_head AND NOT held")  # the claim index's own condition, word for word
-_due_heads = (
-    sa.select(*_CLAIMED)
-    .where(
-        _READY,
-        outbox.c.due_at <= sa.bindparam("now"),
-        sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < sa.bindparam("now")),
+
+
+def _due_heads(*, postgres: bool) -> sa.Select[tuple[int]]:
+    """Lane heads that may go now, oldest due first, none of the destinations given as
+    `skip` (one parameter, whatever their number). On PostgreSQL several workers claim at
+    once: each skips the rows another has locked."""
+    query = (
+        sa.select(outbox.c.seq)
+        .where(
+            _READY,
+            outbox.c.due_at <= sa.bindparam("now"),
+            sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < sa.bindparam("now")),
+            among("outbox.destination_id", "skip", postgres=postgres, negated=True),
+        )
+        .order_by(outbox.c.due_at, outbox.c.seq)
+        .limit(sa.bindparam("limit"))
     )
-    .order_by(outbox.c.due_at, outbox.c.seq)
-    .limit(sa.bindparam("limit"))
-)
-# The destinations to leave out are one parameter, whatever their number. On PostgreSQL
-# several workers claim at once: each skips the rows another has locked.
-_candidates = {
-    False: Prepared(
-        _due_heads.where(among("outbox.destination_id", "skip", postgres=False, negated=True))
-    ),
-    True: Prepared(
-        _due_heads.where(
-            among("outbox.destination_id", "skip", postgres=True, negated=True)
-        ).with_for_update(skip_locked=True)
-    ),
+    return query.with_for_update(skip_locked=True) if postgres else query
+
+
+# One statement finds and leases them, so that on PostgreSQL a claim is one round trip
+# with no transaction around it.
+_claim = {
+    postgres: Prepared(
+        outbox.update()
+        .where(outbox.c.seq.in_(_due_heads(postgres=postgres)))
+        .values(lease_until=sa.bindparam("until"), lease_owner=sa.bindparam("owner"))
+        .returning(*_CLAIMED, outbox.c.due_at)
+    )
+    for postgres in (False, True)
 }
 _lease = {
     postgres: Prepared(
@@ -192,14 +201,17 @@ _drop = (
     .where(outbox.c.destination_id == sa.bindparam("destination"))
     .returning(outbox.c.log_id)
 )
-_next_due = Prepared(
-    sa.select(sa.func.min(outbox.c.due_at).label("due")).where(
-        _READY, outbox.c.lease_until.is_(None)
-    )
-)
-_next_lease_end = Prepared(
-    sa.select(sa.func.min(outbox.c.lease_until).label("until")).where(
-        outbox.c.lease_until.is_not(None)
+# Both in one statement: a worker asks before every sleep.
+_next_moments = Prepared(
+    sa.select(
+        sa.select(sa.func.min(outbox.c.due_at))
+        .where(_READY, outbox.c.lease_until.is_(None))
+        .scalar_subquery()
+        .label("due"),
+        sa.select(sa.func.min(outbox.c.lease_until))
+        .where(outbox.c.lease_until.is_not(None))
+        .scalar_subquery()
+        .label("until"),
     )
 )
 
@@ -286,8 +298,7 @@ async def keep_batch(
     """A first attempt's batch is the head and its first `keep` followers, for every
     attempt to come; the rest go back to waiting."""
     await conn.run(_sized, {"row_seq": head.seq, "owner": owner, "size": 1 + keep})
-    for row in followers[keep:]:
-        await conn.run(_release, {"row_seq": row.seq, "owner": owner})
+    await release(conn, followers[keep:], owner=owner)
 
 
 async def remove_followers(conn: Connection, followers: Sequence[Claimed], *, owner: str) -> None:
@@ -306,15 +317,36 @@ async def reset_followers(
         )
 
 
-async def candidates(
-    conn: Connection, *, now: str, limit: int, skip: Sequence[str], postgres: bool
+async def claim_due(
+    conn: Connection,
+    *,
+    owner: str,
+    now: str,
+    lease_until: str,
+    limit: int,
+    skip: Sequence[str],
+    postgres: bool,
 ) -> list[Claimed]:
-    """Lane heads that may go now, oldest due first, leaving out the destinations in
-    `skip` (those already at their concurrency)."""
+    """Leases up to `limit` lane heads that may go now (none of the destinations in
+    `skip`), oldest due first."""
     rows = await conn.all(
-        _candidates[postgres], {"now": now, "limit": limit, "skip": as_list(skip, conn)}
+        _claim[postgres],
+        {
+            "now": now,
+            "limit": limit,
+            "skip": as_list(skip, conn),
+            "until": lease_until,
+            "owner": owner,
+        },
     )
-    return [Claimed(**row) for row in rows]
+    rows.sort(key=lambda row: (row["due_at"], row["seq"]))  # RETURNING keeps no order
+    return [Claimed(**{k: v for k, v in row.items() if k != "due_at"}) for row in rows]
+
+
+async def release(conn: Connection, rows: Sequence[Claimed], *, owner: str) -> None:
+    """Gives claims back: the rows may be claimed again at once."""
+    for row in rows:
+        await conn.run(_release, {"row_seq": row.seq, "owner": owner})
 
 
 async def lease(conn: Connection, rows: Sequence[Claimed], *, owner: str, until: str) -> None:
@@ -390,7 +422,6 @@ async def drop(conn: Connection, *, destination_id: str) -> list[str]:
 async def next_moment(conn: Connection) -> str | None:
     """The earliest time something may become claimable: a head coming due or a claim
     running out."""
-    due = await conn.first(_next_due, {})
-    until = await conn.first(_next_lease_end, {})
-    moments = [m for m in (due and due["due"], until and until["until"]) if m]
+    found = await conn.first(_next_moments, {})
+    moments = [m for m in (found["due"], found["until"]) if m] if found else []
     return min(moments) if moments else None
