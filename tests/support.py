@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import socket
@@ -355,3 +356,28 @@ def sqlite_script(server: Server, script: str) -> None:
         check=True,
         timeout=60,
     )
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(self.format(record))
+
+
+@contextmanager
+def no_worker_errors() -> Iterator[None]:
+    """Fails if the delivery worker logs an error meanwhile. A receiver's or a storage
+    account's failures are outcomes the worker records; it logs an error only when
+    something went wrong in Waypost (a claim round or a task that failed), which tests
+    would otherwise pass over: the work gets done after a pause."""
+    errors = _Errors()
+    worker_log = logging.getLogger("waypost.delivery")
+    worker_log.addHandler(errors)
+    try:
+        yield
+    finally:
+        worker_log.removeHandler(errors)
+    assert not errors.seen, "the delivery worker logged errors:\n" + "\n".join(errors.seen)
