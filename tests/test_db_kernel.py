@@ -195,6 +195,15 @@ async def test_any_statement_runs_alike_on_both_engines(db: Database) -> None:
             sa.select(parents.c.name).where(parents.c.id.in_([2, 3])).order_by(parents.c.id)
         )
         assert list(named.scalars()) == ["p2", "p3x"]
+        # An IN list beside a parameter given only now (it once failed on PostgreSQL: the
+        # list was expanded before the parameter had a value).
+        beside = await conn.execute(
+            sa.select(parents.c.id)
+            .where(parents.c.id.not_in([1]), parents.c.id <= sa.bindparam("most"))
+            .order_by(parents.c.id),
+            {"most": 2},
+        )
+        assert list(beside.scalars()) == [2]
         mapped = (await conn.execute(sa.select(parents.c.id).where(parents.c.id == 1))).mappings()
         assert [dict(m) for m in mapped.all()] == [{"id": 1}]
         assert await conn.scalar(sa.select(sa.func.count()).select_from(parents)) == 3

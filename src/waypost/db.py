@@ -333,14 +333,16 @@ class _PostgresConnection(Connection):
         else:
             rows = list(parameters)
         compiled: Any = statement.compile(  # type: ignore[attr-defined]
-            dialect=_POSTGRES,
-            column_keys=sorted(rows[0]) if rows else None,
-            # An IN list's values become parameters of their own.
-            compile_kwargs={"render_postcompile": True},
+            dialect=_POSTGRES, column_keys=sorted(rows[0]) if rows else None
         )
-        sql = str(compiled)
-        binds = [(name, self._bind(compiled, name)) for name in compiled.positiontup]
-        arguments = [self._arguments(compiled, binds, row) for row in rows]
+        # An IN list's values become parameters of their own, once the values are known.
+        expanded = [compiled.construct_expanded_state(self._given(compiled, row)) for row in rows]
+        sql = expanded[0].statement if expanded else str(compiled)
+        binds = [(name, self._bind(compiled, name)) for name in expanded[0].positiontup or ()]
+        arguments = [
+            [p(state.parameters[n]) if p is not None else state.parameters[n] for n, p in binds]
+            for state in expanded
+        ]
         columns, results = _result_shape(statement, _POSTGRES)
         try:
             if many:
@@ -374,17 +376,15 @@ class _PostgresConnection(Connection):
         return _bind_processor(param, _POSTGRES)
 
     @staticmethod
-    def _arguments(
-        compiled: Any, binds: list[tuple[str, Processor]], given: Mapping[str, Any]
-    ) -> list[Any]:
+    def _given(compiled: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters, with the column defaults SQLAlchemy would supply."""
         given = dict(given)
-        for column in compiled.insert_prefetch:  # a column default SQLAlchemy would supply
+        for column in compiled.insert_prefetch:
             if column.key not in given:
                 if column.default is None or not column.default.is_scalar:
                     raise ValueError(f"a default for {column} must be given or constant")
                 given[column.key] = column.default.arg
-        values = compiled.construct_params(given)
-        return [p(values[n]) if p is not None else values[n] for n, p in binds]
+        return given
 
     async def first(
         self, prepared: Prepared, parameters: Mapping[str, Any]

@@ -43,6 +43,7 @@ log = logging.getLogger("waypost.delivery")
 BACKSTOP_POLL_SECONDS = 5.0
 SETTINGS_TTL_SECONDS = 1.0  # how long a destination's settings are trusted between reads
 TROUBLE_PAUSE_SECONDS = 1.0  # after the database failed the loop (a restart, say)
+STOP_GRACE_SECONDS = 10.0  # how long sends in flight may take to finish on a stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class Worker:
         self._postgres = rt.db.dialect == "postgresql"
         self._wake = rt.delivery_wake  # ingest rings it after each commit
         self._stopping = False
+        self._grace_seconds = STOP_GRACE_SECONDS
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: Counter[str] = Counter()
         self._targets: dict[str, _Cached] = {}
@@ -88,6 +90,13 @@ class Worker:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            # Here, not in stop(): a claim under way when stop() was called may still
+            # start sends, and they must finish before the runtime they use is closed.
+            if self._tasks:
+                _, pending = await asyncio.wait(set(self._tasks), timeout=self._grace_seconds)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def _turn(self) -> None:
         self._wake.clear()  # before claiming, so a wake-up meanwhile is not lost
@@ -101,16 +110,13 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), await self._sleep_seconds())
 
-    async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stops claiming, and lets sends in flight finish for a while; what is cut short
-        is claimed again once its lease runs out."""
+    async def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stops claiming; `run` then lets the sends in flight finish for up to
+        `grace_seconds` before it returns (await it). What is cut short is claimed again
+        once its lease runs out."""
+        self._grace_seconds = grace_seconds
         self._stopping = True
         self._wake.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _sleep_seconds(self) -> float:
         async with self.rt.db.read() as conn:
