@@ -338,7 +338,10 @@ class _PostgresConnection(Connection):
         # An IN list's values become parameters of their own, once the values are known.
         expanded = [compiled.construct_expanded_state(self._given(compiled, row)) for row in rows]
         sql = expanded[0].statement if expanded else str(compiled)
-        binds = [(name, self._bind(compiled, name)) for name in expanded[0].positiontup or ()]
+        if any(state.statement != sql for state in expanded):
+            raise ValueError("many parameter sets must expand their IN lists alike")
+        names = expanded[0].positiontup if expanded else compiled.positiontup
+        binds = [(name, self._bind(compiled, name)) for name in names or ()]
         arguments = [
             [p(state.parameters[n]) if p is not None else state.parameters[n] for n, p in binds]
             for state in expanded
