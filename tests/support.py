@@ -318,25 +318,27 @@ def server_for(
     **overrides: Any,
 ) -> Iterator[Server]:
     """A server on the backend a fixture is parametrized with (sqlite or postgres), on a
-    fresh database of its own; stopped when the fixture ends."""
+    fresh database of its own; stopped when the fixture ends, and failed then if its
+    delivery worker logged an error meanwhile (`no_worker_errors`)."""
     backend: str = request.param
     data_dir = tmp_path_factory.mktemp(f"{backend}-{label}")
-    if backend == "sqlite":
-        running = start_server(
-            backend, f"sqlite:///{data_dir / 'waypost.db'}", data_dir, **overrides
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
-        return
-    server_url = request.getfixturevalue("postgres_server_url")
-    with scratch_postgres_database(server_url) as url:
-        running = start_server(backend, url, data_dir, **overrides)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with no_worker_errors():
+        if backend == "sqlite":
+            running = start_server(
+                backend, f"sqlite:///{data_dir / 'waypost.db'}", data_dir, **overrides
+            )
+            try:
+                yield running
+            finally:
+                running.stop()
+            return
+        server_url = request.getfixturevalue("postgres_server_url")
+        with scratch_postgres_database(server_url) as url:
+            running = start_server(backend, url, data_dir, **overrides)
+            try:
+                yield running
+            finally:
+                running.stop()
 
 
 def sqlite_script(server: Server, script: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.azurite import Azurite, running_azurite
-from tests.support import Org, Server, no_worker_errors, server_for
+from tests.support import Org, Server, server_for
 
 
 @pytest.fixture(scope="session")
@@ -20,15 +20,14 @@ def cloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, azurite: Azurite
 ) -> Iterator[Server]:
     """A server whose storage accounts are Azurite's, retrying a thousand times sooner."""
-    with no_worker_errors():
-        yield from server_for(
-            request,
-            tmp_path_factory,
-            "cloud",
-            azure_blob_endpoint=azurite.endpoint_template,
-            retry_scale=0.001,
-            delivery_timeout_seconds=5.0,
-        )
+    yield from server_for(
+        request,
+        tmp_path_factory,
+        "cloud",
+        azure_blob_endpoint=azurite.endpoint_template,
+        retry_scale=0.001,
+        delivery_timeout_seconds=5.0,
+    )
 
 
 @pytest.fixture

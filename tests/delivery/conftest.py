@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Org, Server, no_worker_errors, server_for
+from tests.support import Org, Server, server_for
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -12,15 +12,14 @@ def delivering(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server whose retries come a thousand times sooner than in production."""
-    with no_worker_errors():
-        yield from server_for(
-            request,
-            tmp_path_factory,
-            "delivery",
-            retry_scale=0.001,
-            delivery_timeout_seconds=2.0,
-            max_message_bytes=2 * 1024 * 1024,
-        )
+    yield from server_for(
+        request,
+        tmp_path_factory,
+        "delivery",
+        retry_scale=0.001,
+        delivery_timeout_seconds=2.0,
+        max_message_bytes=2 * 1024 * 1024,
+    )
 
 
 @pytest.fixture
